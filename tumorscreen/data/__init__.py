@@ -1,0 +1,1 @@
+"""Data layer: sources, safe extraction, manifests, near-duplicate grouping and splits."""

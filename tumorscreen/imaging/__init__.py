@@ -1,0 +1,1 @@
+"""Imaging: decoding, QC measures and (later) the one preprocess()."""

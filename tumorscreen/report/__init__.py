@@ -1,0 +1,1 @@
+"""Reports: self-contained HTML galleries and (later) the dashboard."""

@@ -1,0 +1,68 @@
+"""Self-contained HTML gallery of images with their QC reasons (thumbnails inlined)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from tumorscreen.imaging.decode import ImageDecodeError, decode_image
+from tumorscreen.imaging.qc import to_uint8
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
+h2{border-bottom:1px solid #ccc;padding-bottom:.2rem}
+.grid{display:flex;flex-wrap:wrap;gap:.6rem}
+.card{width:170px;font-size:11px;border:1px solid #ddd;border-radius:4px;padding:4px}
+.card img,.card .none{width:160px;height:160px;object-fit:contain;background:#000}
+.card .none{display:flex;align-items:center;justify-content:center;color:#eee}
+.reason{color:#a00}.flag .reason{color:#a60}
+"""
+
+
+def thumbnail_uri(path: Path, max_pixels: int, side: int = 160) -> str:
+    """A PNG data URI of the image scaled to fit ``side`` pixels, or "" when undecodable."""
+    try:
+        gray = to_uint8(decode_image(path, max_pixels).gray)
+    except (ImageDecodeError, OSError):
+        return ""
+    scale = side / max(gray.shape)
+    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    ok, png = cv2.imencode(".png", cv2.resize(gray, size, interpolation=cv2.INTER_AREA))
+    if not ok:
+        return ""
+    return "data:image/png;base64," + base64.b64encode(np.asarray(png).tobytes()).decode()
+
+
+def _card(row: pd.Series, raw_dir: Path, max_pixels: int) -> str:
+    uri = thumbnail_uri(raw_dir / row["path"], max_pixels)
+    picture = f'<img src="{uri}" alt="">' if uri else '<div class="none">no preview</div>'
+    where = html.escape(f"{row['dataset']}/{row['original_path']}")
+    return (f'<div class="card {row["qc_decision"]}">{picture}<div>{where}</div>'
+            f'<div class="reason">{html.escape(row["qc_reason"])}</div></div>')
+
+
+def render_qc_gallery(qc_rows: pd.DataFrame, raw_dir: Path, max_pixels: int,
+                      max_per_rule: int) -> str:
+    """HTML page of rejected then flagged images, one section per rule, capped per rule."""
+    sections = []
+    for decision in ("reject", "flag"):
+        chosen = qc_rows[qc_rows["qc_decision"] == decision]
+        rules = chosen["qc_reason"].str.split(":").str[0]
+        for rule, group in chosen.groupby(rules, sort=True):
+            shown = group.head(max_per_rule)
+            cards = "".join(_card(row, raw_dir, max_pixels) for _, row in shown.iterrows())
+            more = len(group) - len(shown)
+            note = f"<p>{more} more not shown; see data/qc/manifest.csv</p>" if more else ""
+            sections.append(f"<h2>{decision}: {html.escape(rule)} ({len(group)})</h2>"
+                            f'<div class="grid">{cards}</div>{note}')
+    body = "".join(sections) or "<p>No image was rejected or flagged.</p>"
+    counts = qc_rows["qc_decision"].value_counts().to_dict()
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>TumorScreen QC gallery"
+            f"</title><style>{STYLE}</style></head><body><h1>QC gallery</h1><p>{summary}</p>"
+            f"{body}</body></html>")
