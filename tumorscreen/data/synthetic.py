@@ -68,9 +68,9 @@ def render_head(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
     Returns the image and the head geometry used to place lesions.
     """
     x, y = normalised_grid(height, width)
-    geo = {"cx": rng.uniform(-0.05, 0.05), "cy": rng.uniform(-0.05, 0.05),
-           "ax": rng.uniform(0.62, 0.76), "ay": rng.uniform(0.78, 0.9),
-           "angle": rng.uniform(-0.2, 0.2)}
+    geo = {"cx": rng.uniform(-0.08, 0.08), "cy": rng.uniform(-0.06, 0.06),
+           "ax": rng.uniform(0.6, 0.78), "ay": rng.uniform(0.76, 0.92),
+           "angle": rng.uniform(-0.25, 0.25)}
     phi = np.arctan2(y - geo["cy"], x - geo["cx"])
     wobble = 1 + 0.03 * np.sin(rng.integers(2, 5) * phi + rng.uniform(0, 2 * np.pi))
     r = _ellipse_radius(x, y, geo["cx"], geo["cy"], geo["ax"], geo["ay"], geo["angle"]) * wobble
@@ -80,8 +80,8 @@ def render_head(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
     brain = r < 0.87
     fine = smooth_noise(rng, (height, width), max(1.0, min(height, width) / 90))
     coarse = smooth_noise(rng, (height, width), max(2.0, min(height, width) / 25))
-    white = (r + 0.08 * coarse) < 0.62
-    tissue = np.where(white, 0.66, 0.48) + 0.05 * fine + 0.03 * coarse
+    white = (r + 0.15 * coarse) < rng.uniform(0.55, 0.68)
+    tissue = np.where(white, 0.66, 0.46) + 0.08 * fine + 0.05 * coarse
     image[brain] = tissue[brain]
     for side in (-1, 1):  # paired lateral ventricles, CSF dark on T1
         ventricle = _ellipse_radius(x, y, geo["cx"] + side * 0.09 * geo["ax"], geo["cy"] - 0.04,
@@ -212,7 +212,8 @@ class _Writer:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(payload)
         self.files[rel] = {"phantom": None, "fault": None, "duplicate_of": None,
-                           "duplicate_kind": None, "label_conflict": False, **truth}
+                           "duplicate_kind": None, "label_conflict": False, "benign": None,
+                           **truth}
         return rel
 
 
@@ -296,16 +297,18 @@ def generate_synthetic(root: str | Path, cfg: dict) -> dict[str, Any]:
                      duplicate_of=rel, duplicate_kind="exact", label_conflict=True)
         writer.files[rel]["label_conflict"] = True
 
-    _inject_faults(rng, writer, cfg, len(writer.files))
+    _inject_faults(rng, writer, cfg, len(writer.files), next_phantom=phantom)
     truth = summarise_truth(writer.files)
     (writer.root / GROUND_TRUTH_FILE).write_text(json.dumps(truth, indent=1, sort_keys=True))
     return truth
 
 
 FAULT_KINDS = ("blank", "collapsed", "truncated", "wrong_extension")
+ERROR_PAGE = b"<!DOCTYPE html><html><body><h1>403 Forbidden</h1></body></html>\n"
 
 
-def _inject_faults(rng: np.random.Generator, writer: _Writer, cfg: dict, population: int) -> None:
+def _inject_faults(rng: np.random.Generator, writer: _Writer, cfg: dict, population: int,
+                   next_phantom: int) -> None:
     """Add unusable files at known rates, spread over both datasets' folders."""
     size = cfg["internal_size"]
     for kind in FAULT_KINDS:
@@ -322,9 +325,13 @@ def _inject_faults(rng: np.random.Generator, writer: _Writer, cfg: dict, populat
             elif kind == "truncated":
                 full = encode(image, "JPEG")
                 payload, ext = full[: len(full) // 2], "jpg"
-            else:  # PNG bytes behind a JPEG extension
-                payload, ext = encode(image, "PNG"), "jpg"
+            else:  # what a failed download leaves behind an image name
+                payload, ext = ERROR_PAGE, "jpg"
             writer.write(f"{folder}/fault_{kind}{k:03d}.{ext}", payload, fault=kind)
+    # A usable PNG behind a .jpg name, as in real exports: to be flagged, not rejected.
+    image, _field = render_phantom(rng, "notumor", size, size, INTERNAL_SITE)
+    writer.write(f"{INTERNAL}/Training/notumor/png_named_jpg.jpg", encode(image, "PNG"),
+                 phantom=next_phantom, benign="format_mismatch")
 
 
 def summarise_truth(files: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -338,6 +345,7 @@ def summarise_truth(files: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "faults": {kind: sorted(r for r, rec in files.items() if rec["fault"] == kind)
                    for kind in FAULT_KINDS},
         "duplicate_groups": sorted(sorted(g) for g in by_phantom.values() if len(g) > 1),
+        "benign": {rel: rec["benign"] for rel, rec in files.items() if rec["benign"]},
         "label_conflicts": sorted(sorted(g) for g in by_phantom.values()
                                   if any(files[r]["label_conflict"] for r in g)),
     }
