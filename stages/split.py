@@ -40,7 +40,7 @@ def split(params: dict) -> None:
     kept, excluded = splits[splits["split"] != EXCLUDED], splits[splits["split"] == EXCLUDED]
     group_sizes = rows.loc[rows["group"] != "", "group"].value_counts()
     write_json(METRICS, {
-        "groups": {"count": int(len(group_sizes)), "multi_member": int((group_sizes > 1).sum()),
+        "groups": {"count": len(group_sizes), "multi_member": int((group_sizes > 1).sum()),
                    "largest": int(group_sizes.max()) if len(group_sizes) else 0},
         "near_duplicate_pairs": {**pair_categories(rows, pairs),
                                  "candidates": int((DEDUP_DIR / "candidates.txt").read_text())},

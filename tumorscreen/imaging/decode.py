@@ -106,5 +106,5 @@ def decode_image(path: str | Path, max_pixels: int) -> DecodedImage:
                 gray, rgb = colour.convert("L"), np.asarray(colour, dtype=np.float32) / 255.0
             gray_array = np.asarray(gray, dtype=np.float32) / 255.0
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageDecodeError(f"undecodable: {error}") from error
+        raise ImageDecodeError(str(error) or type(error).__name__) from error
     return DecodedImage(gray_array, rgb, alpha, mode, 1 if mode == "1" else 8, has_exif)

@@ -1,0 +1,64 @@
+"""Fill the README's results blocks from benchmarks/results/*.json (no figure typed by hand).
+
+Usage: python -m benchmarks.update_readme      (rewrites README.md in place)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+README = PROJECT / "README.md"
+RESULTS = PROJECT / "benchmarks" / "results"
+
+
+def data_layer_block(result: dict) -> str:
+    """Markdown table of the data-layer benchmark."""
+    own = result["own_folders_leakage"]
+    pairs = result["near_duplicate_pairs"]
+    removed = result["removed"]
+    rows = [
+        ("images in the QC manifest", f"{result['images_in_qc_manifest']:,}"),
+        ("QC decisions",
+         ", ".join(f"{k} {v:,}" for k, v in sorted(result["qc_decisions"].items()))),
+        ("near-duplicate groups (multi-member / largest)",
+         f"{result['groups']['count']:,} ({result['groups']['multi_member']:,} / "
+         f"{result['groups']['largest']})"),
+        ("verified pairs: within a folder / across folders / across datasets",
+         f"{pairs['within_folder']:,} / {pairs['across_folders']:,} / "
+         f"{pairs['across_datasets']:,} (of {pairs['candidates']:,} pHash candidates)"),
+        ("dataset's own Testing images with a near-duplicate in its Training folder",
+         f"{own['testing_images_with_training_near_duplicate']:,} of "
+         f"{own['testing_images']:,} ({own['testing_fraction_leaked']:.1%})"),
+        ("external images with a near-duplicate in the internal set",
+         f"{own['external_images_with_internal_near_duplicate']:,} of "
+         f"{own['external_images']:,}"),
+        ("removed: internal twins of external images / label-conflict images",
+         f"{removed.get('internal_twin_of_external', 0):,} / "
+         f"{removed.get('label_conflict', 0):,}"),
+        ("leakage count on the produced splits", str(result["leakage_count"])),
+        ("wall time: download / qc / dedup / split (total)",
+         " / ".join(f"{result['seconds'][s]} s" for s in ("download", "qc", "dedup", "split"))
+         + f" ({result['seconds']['total']} s, {result['machine']['cpus']} CPUs)"),
+    ]
+    lines = ["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+BLOCKS = {"data_layer": data_layer_block}
+
+
+def render(readme: str) -> str:
+    """``readme`` with every results block replaced by its rendering from the JSON."""
+    for name, block in BLOCKS.items():
+        result = json.loads((RESULTS / f"{name}.json").read_text())
+        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
+        readme = pattern.sub(lambda m, r=result, b=block: m.group(1) + b(r) + "\n" + m.group(2),
+                             readme)
+    return readme
+
+
+if __name__ == "__main__":
+    README.write_text(render(README.read_text()))

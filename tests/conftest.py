@@ -1,0 +1,39 @@
+"""Shared fixtures: a tiny synthetic dataset generated once per session."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def project_params() -> dict:
+    return yaml.safe_load((PROJECT / "params.yaml").read_text())
+
+
+def tiny_synthetic(params: dict, seed: int = 0) -> dict:
+    cfg = copy.deepcopy(params["synthetic"])
+    cfg.update(seed=seed, internal_per_class={"Training": 10, "Testing": 3},
+               external_per_label=10)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory, project_params) -> Path:
+    """A tiny synthetic set (both datasets) with its ground truth."""
+    from tumorscreen.data.synthetic import generate_synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_synthetic(root, tiny_synthetic(project_params))
+    return root
+
+
+@pytest.fixture(scope="session")
+def ground_truth(synthetic_root) -> dict:
+    return json.loads((synthetic_root / "ground_truth.json").read_text())
