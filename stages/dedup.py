@@ -19,7 +19,7 @@ OUT_DIR = Path("data/dedup")
 
 def _fingerprint(path: str, cfg: dict, max_pixels: int):
     gray = decode_image(RAW_DIR / path, max_pixels).gray
-    return fingerprint(gray, cfg["hash_size"], cfg["thumb_size"])
+    return fingerprint(gray, cfg)
 
 
 def dedup(params: dict) -> None:

@@ -86,8 +86,7 @@ def test_dedup_recovers_every_injected_group_and_merges_no_phantoms(
         qc_frame, ground_truth, project_params):
     cfg = project_params["dedup"]
     usable = qc_frame[qc_frame["qc_decision"] != "reject"].reset_index(drop=True)
-    prints = [fingerprint(decode_image(f, 10**8).gray, cfg["hash_size"], cfg["thumb_size"])
-              for f in usable["file"]]
+    prints = [fingerprint(decode_image(f, 10**8).gray, cfg) for f in usable["file"]]
     pairs, candidates = near_duplicate_pairs(prints, cfg["max_hamming"], cfg["min_correlation"])
     labels = group_labels(len(usable), pairs)
     group_of = dict(zip(usable["key"], labels, strict=True))

@@ -28,31 +28,34 @@ class Fingerprint:
     thumb: np.ndarray  # (thumb_size**2,) float32: rank-normalised thumbnail, zero mean, unit std
 
 
-def rank_thumbnail(gray: np.ndarray, size: int) -> np.ndarray:
+def rank_thumbnail(gray: np.ndarray, size: int, background_floor: float) -> np.ndarray:
     """(size, size) area-resampled thumbnail (aspect squashed), ranks standardised, float32.
 
-    Pixels darker than half the thumbnail's Otsu level are zeroed first: background noise
-    has random ranks and would decorrelate true duplicates, and an Otsu-relative floor moves
-    with a contrast change where a fixed one would not.
+    Pixels darker than ``background_floor`` x the thumbnail's Otsu level are zeroed first:
+    background noise has random ranks and would decorrelate true duplicates, and an
+    Otsu-relative floor moves with a contrast change where a fixed one would not.
     """
     small = cv2.resize(gray.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
     small8 = np.clip(small * 255 + 0.5, 0, 255).astype(np.uint8)
     level, _ = cv2.threshold(small8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    small[small8 < 0.5 * level] = 0.0
+    small[small8 < background_floor * level] = 0.0
     ranks = rankdata(small.ravel()).reshape(size, size)
     return ((ranks - ranks.mean()) / max(float(ranks.std()), 1e-6)).astype(np.float32)
 
 
-def fingerprint(gray: np.ndarray, hash_size: int, thumb_size: int) -> Fingerprint:
+def fingerprint(gray: np.ndarray, cfg: dict) -> Fingerprint:
     """Perceptual hashes of an image and of its mirror, plus its verification thumbnail.
 
-    ``gray`` is (H, W) float in [0, 1].
+    ``gray`` is (H, W) float in [0, 1]; ``cfg`` holds the ``dedup`` params hash_size,
+    thumb_size and background_floor.
     """
+    hash_size = cfg["hash_size"]
     image = Image.fromarray(np.clip(gray * 255 + 0.5, 0, 255).astype(np.uint8))
     mirror = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     code = np.packbits(imagehash.phash(image, hash_size).hash.ravel())
     mirror_code = np.packbits(imagehash.phash(mirror, hash_size).hash.ravel())
-    return Fingerprint(code, mirror_code, rank_thumbnail(gray, thumb_size).ravel())
+    thumb = rank_thumbnail(gray, cfg["thumb_size"], cfg["background_floor"])
+    return Fingerprint(code, mirror_code, thumb.ravel())
 
 
 def _mirror_thumbs(thumbs: np.ndarray) -> np.ndarray:
