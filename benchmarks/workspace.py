@@ -14,15 +14,10 @@ from typing import Any
 
 import yaml
 
+from tumorscreen.params import set_dotted
+
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT.parent / "shared" / "data"
-
-
-def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        tree = tree[part]
-    tree[leaf] = value
 
 
 def make_workspace(root: Path, overrides: dict[str, Any]) -> Path:

@@ -9,7 +9,7 @@ from stages._run import run_stage
 from tumorscreen.data.extract import ExtractLimits
 from tumorscreen.data.layout import DATASETS
 from tumorscreen.data.manifest import count_by, ingest_dataset, to_frame
-from tumorscreen.data.sources import discard, fetch_dataset
+from tumorscreen.data.sources import fetch_dataset
 from tumorscreen.data.synthetic import GROUND_TRUTH_FILE, generate_synthetic
 from tumorscreen.records import provenance, sha256_file, write_json
 
@@ -36,7 +36,7 @@ def download(params: dict) -> None:
             roots[dataset], sources[dataset] = fetch_dataset(
                 cfg["source"], cfg[dataset], staging / dataset, limits)
     rows = [row for dataset in DATASETS for row in ingest_dataset(dataset, roots[dataset], RAW_DIR)]
-    discard(staging)
+    shutil.rmtree(staging)
     manifest = to_frame(rows)
     manifest.to_csv(RAW_DIR / "manifest.csv", index=False)
     write_json(RAW_DIR / "sources.json", sources)

@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from tumorscreen.params import set_dotted
+
 PROJECT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org",
@@ -42,11 +44,7 @@ def copy_project(dest: Path, **overrides) -> Path:
     params["synthetic"].update(internal_per_class={"Training": 8, "Testing": 3},
                                external_per_label=8)
     for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
-        node = params
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+        set_dotted(params, dotted, value)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return dest
 

@@ -47,7 +47,8 @@ def _lookup(tree: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def _insert(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``tree['a']['b'] = value`` for ``dotted='a.b'``, creating missing levels."""
     *parents, leaf = dotted.split(".")
     for part in parents:
         tree = tree.setdefault(part, {})
@@ -61,5 +62,5 @@ def load_params(
     everything = _read_yaml(Path(params_yaml))
     visible: dict[str, Any] = {}
     for key in declared_params(stage, dvc_yaml):
-        _insert(visible, key, _lookup(everything, key))
+        set_dotted(visible, key, _lookup(everything, key))
     return visible

@@ -18,6 +18,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.stats import rankdata
 
+from tumorscreen.imaging.decode import to_uint8
+
 PAIR_COLUMNS = ("a", "b", "hamming", "correlation", "mirrored")
 
 
@@ -36,7 +38,7 @@ def rank_thumbnail(gray: np.ndarray, size: int, background_floor: float) -> np.n
     Otsu-relative floor moves with a contrast change where a fixed one would not.
     """
     small = cv2.resize(gray.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
-    small8 = np.clip(small * 255 + 0.5, 0, 255).astype(np.uint8)
+    small8 = to_uint8(small)
     level, _ = cv2.threshold(small8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     small[small8 < background_floor * level] = 0.0
     ranks = rankdata(small.ravel()).reshape(size, size)
@@ -50,7 +52,7 @@ def fingerprint(gray: np.ndarray, cfg: dict) -> Fingerprint:
     thumb_size and background_floor.
     """
     hash_size = cfg["hash_size"]
-    image = Image.fromarray(np.clip(gray * 255 + 0.5, 0, 255).astype(np.uint8))
+    image = Image.fromarray(to_uint8(gray))
     mirror = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     code = np.packbits(imagehash.phash(image, hash_size).hash.ravel())
     mirror_code = np.packbits(imagehash.phash(mirror, hash_size).hash.ravel())

@@ -6,7 +6,6 @@ Each fetcher leaves one dataset as a plain folder tree and returns a record of w
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -93,7 +92,3 @@ def fetch_dataset(source: str, spec: dict[str, str], staging: Path,
     if source == "url":
         return fetch_url(spec["url"], spec["sha256"], staging, limits)
     raise TumorScreenError(f"unknown data source '{source}' (one of {', '.join(SOURCES)})")
-
-
-def discard(staging: Path) -> None:
-    shutil.rmtree(staging, ignore_errors=True)

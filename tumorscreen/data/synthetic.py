@@ -158,7 +158,7 @@ def burn_in_text(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return out
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
+def scale_to_uint8(image: np.ndarray) -> np.ndarray:
     """Scale a non-negative float image so its 99.8th percentile maps to 250, clip, uint8."""
     top = max(float(np.percentile(image, 99.8)), 1e-6)
     return np.clip(image * (250.0 / top), 0, 255).round().astype(np.uint8)
@@ -172,7 +172,7 @@ def render_phantom(
     anatomy = add_lesion(rng, head, geo, label) ** rng.uniform(*site.gamma)
     field = bias_field(rng, height, width, site.bias_strength)
     noisy = rician_noise(rng, anatomy * field, rng.uniform(*site.noise_sigma))
-    image = to_uint8(noisy)
+    image = scale_to_uint8(noisy)
     if site.burnt_in_text:
         image = burn_in_text(rng, image)
     return image, field

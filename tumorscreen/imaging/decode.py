@@ -24,6 +24,11 @@ FORMAT_EXTENSIONS = {
 HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
 
 
+def to_uint8(gray: np.ndarray) -> np.ndarray:
+    """(H, W) float in [0, 1] to uint8, rounded."""
+    return np.clip(gray * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 class ImageDecodeError(Exception):
     """The file cannot be used as an image; the message says why, in one line."""
 

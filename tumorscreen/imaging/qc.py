@@ -20,6 +20,7 @@ from tumorscreen.imaging.decode import (
     ImageDecodeError,
     decode_image,
     extension_matches,
+    to_uint8,
 )
 
 PASS, FLAG, REJECT = "pass", "flag", "reject"
@@ -28,11 +29,6 @@ MEASURE_COLUMNS = (
     "std", "dynamic_range", "grey_levels", "foreground_fraction", "border_brightness",
     "tint", "text_fraction", "bit_depth", "has_alpha", "has_exif",
 )
-
-
-def to_uint8(gray: np.ndarray) -> np.ndarray:
-    """(H, W) float in [0, 1] to uint8."""
-    return np.clip(gray * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def head_mask(gray8: np.ndarray) -> tuple[np.ndarray, float]:

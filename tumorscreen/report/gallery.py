@@ -10,8 +10,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from tumorscreen.imaging.decode import ImageDecodeError, decode_image
-from tumorscreen.imaging.qc import to_uint8
+from tumorscreen.imaging.decode import ImageDecodeError, decode_image, to_uint8
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
