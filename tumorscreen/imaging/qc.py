@@ -12,7 +12,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from tumorscreen.data.layout import UNKNOWN
 from tumorscreen.imaging.decode import (
@@ -22,6 +21,7 @@ from tumorscreen.imaging.decode import (
     extension_matches,
     to_uint8,
 )
+from tumorscreen.imaging.mask import head_mask
 
 PASS, FLAG, REJECT = "pass", "flag", "reject"
 SEVERITY = {PASS: 0, FLAG: 1, REJECT: 2}
@@ -29,24 +29,6 @@ MEASURE_COLUMNS = (
     "std", "dynamic_range", "grey_levels", "foreground_fraction", "border_brightness",
     "tint", "text_fraction", "bit_depth", "has_alpha", "has_exif",
 )
-
-
-def head_mask(gray8: np.ndarray) -> tuple[np.ndarray, float]:
-    """Head foreground, (H, W) bool, and the Otsu level used.
-
-    Otsu, a small closing to bridge the dark skull, hole filling (the scalp ring encloses the
-    brain), then the largest connected component.
-    """
-    level, foreground = cv2.threshold(gray8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    radius = max(1, round(min(gray8.shape) * 0.02))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
-    closed = cv2.morphologyEx(foreground, cv2.MORPH_CLOSE, kernel)
-    filled = ndimage.binary_fill_holes(closed).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(filled, connectivity=8)
-    if count <= 1:
-        return np.zeros(gray8.shape, bool), float(level)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return labels == largest, float(level)
 
 
 def border_brightness(gray: np.ndarray, width_fraction: float = 0.05) -> float:
