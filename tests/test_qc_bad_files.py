@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from tumorscreen.data.manifest import ingest_dataset
+from tumorscreen.errors import TumorScreenError
 from tumorscreen.imaging.qc import check_actions, qc_image
 
 
@@ -92,6 +93,13 @@ def test_every_finding_is_kept_and_nothing_is_dropped(qc_rows):
     assert "high_bit_depth" in qc_rows["sixteen.png"]["qc_findings"].split(";")
     assert "transparency" in qc_rows["rgba.png"]["qc_findings"].split(";")
     assert qc_rows["sixteen.png"]["bit_depth"] == 16
+
+
+def test_bad_qc_actions_are_a_clear_error(project_params):
+    actions = {**project_params["qc"]["actions"], "blank": "discard"}
+    del actions["exif"]
+    with pytest.raises(TumorScreenError, match=r"missing rules \['exif'\].*\['blank'\]"):
+        check_actions(actions)
 
 
 def test_symlinks_get_a_row_but_are_not_followed(tmp_path):

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from tumorscreen.data.layout import UNKNOWN
+from tumorscreen.errors import TumorScreenError
 from tumorscreen.imaging.decode import (
     DecodedImage,
     ImageDecodeError,
@@ -174,4 +175,4 @@ def check_actions(actions: dict[str, str]) -> None:
     missing = sorted(rules - set(actions))
     bad = sorted(k for k, v in actions.items() if v not in SEVERITY)
     if missing or bad:
-        raise ValueError(f"qc.actions: missing rules {missing}, unknown actions for {bad}")
+        raise TumorScreenError(f"qc.actions: missing rules {missing}, unknown actions for {bad}")
