@@ -166,13 +166,18 @@ def qc_image(row: dict[str, Any], path: str | Path, qc_params: dict) -> dict[str
             "qc_findings": ";".join(f.rule for f in findings)}
 
 
-def check_actions(actions: dict[str, str]) -> None:
+QC_RULES = frozenset({
+    "unlabelled", "format_mismatch", "too_small", "too_large", "extreme_aspect", "unusual_mode",
+    "undecodable", "blank", "collapsed", "foreground_fraction", "bright_background",
+    "colour_tint", "high_bit_depth", "transparency", "text_markers", "exif",
+})
+
+
+def check_actions(
+    actions: dict[str, str], rules: frozenset[str] = QC_RULES, section: str = "qc.actions"
+) -> None:
     """Fail fast on an unknown action word or a rule without an action."""
-    rules = {"unlabelled", "format_mismatch", "too_small", "too_large", "extreme_aspect",
-             "unusual_mode", "undecodable", "blank", "collapsed", "foreground_fraction",
-             "bright_background", "colour_tint", "high_bit_depth", "transparency",
-             "text_markers", "exif"}
     missing = sorted(rules - set(actions))
     bad = sorted(k for k, v in actions.items() if v not in SEVERITY)
     if missing or bad:
-        raise TumorScreenError(f"qc.actions: missing rules {missing}, unknown actions for {bad}")
+        raise TumorScreenError(f"{section}: missing rules {missing}, unknown actions for {bad}")
