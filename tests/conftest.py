@@ -37,3 +37,19 @@ def synthetic_root(tmp_path_factory, project_params) -> Path:
 @pytest.fixture(scope="session")
 def ground_truth(synthetic_root) -> dict:
     return json.loads((synthetic_root / "ground_truth.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory) -> Path:
+    """The whole pipeline reproduced once on tiny synthetic data, committed."""
+    from tests.pipeline import PROJECT, copy_project, dvc, run, stages_run
+
+    root = copy_project(tmp_path_factory.mktemp("e2e"))
+    run(root, "git", "init", "-q")
+    dvc(root, "init", "-q")
+    first = dvc(root, "repro")
+    assert stages_run(first.stdout) == set(yaml.safe_load((PROJECT / "dvc.yaml").read_text())
+                                           ["stages"])
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "first run")
+    return root

@@ -15,6 +15,10 @@ import pandas as pd
 from tumorscreen.data.layout import EXTERNAL, INTERNAL
 
 EXCLUDED = "excluded"
+TRAIN = "train"
+INTERNAL_SPLITS = (TRAIN, "val", "test")
+EXTERNAL_SPLITS = ("adapt", "tune", "holdout")
+ALL_SPLITS = (*INTERNAL_SPLITS, *EXTERNAL_SPLITS, EXCLUDED)
 
 
 def assign_groups(

@@ -23,18 +23,24 @@ h2{border-bottom:1px solid #ccc;padding-bottom:.2rem}
 """
 
 
+def png_data_uri(image8: np.ndarray, side: int = 160) -> str:
+    """A PNG data URI of a (H, W) or (H, W, 3) BGR uint8 image scaled to fit ``side`` pixels."""
+    scale = side / max(image8.shape[:2])
+    size = (max(1, round(image8.shape[1] * scale)), max(1, round(image8.shape[0] * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
+    ok, png = cv2.imencode(".png", cv2.resize(image8, size, interpolation=interpolation))
+    if not ok:
+        return ""
+    return "data:image/png;base64," + base64.b64encode(np.asarray(png).tobytes()).decode()
+
+
 def thumbnail_uri(path: Path, max_pixels: int, side: int = 160) -> str:
     """A PNG data URI of the image scaled to fit ``side`` pixels, or "" when undecodable."""
     try:
         gray = to_uint8(decode_image(path, max_pixels).gray)
     except (ImageDecodeError, OSError):
         return ""
-    scale = side / max(gray.shape)
-    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-    ok, png = cv2.imencode(".png", cv2.resize(gray, size, interpolation=cv2.INTER_AREA))
-    if not ok:
-        return ""
-    return "data:image/png;base64," + base64.b64encode(np.asarray(png).tobytes()).decode()
+    return png_data_uri(gray, side)
 
 
 def _card(row: pd.Series, raw_dir: Path, max_pixels: int) -> str:

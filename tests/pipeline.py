@@ -1,0 +1,70 @@
+"""Helpers to run the DVC pipeline in a temporary git+DVC repo with tiny synthetic sizes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tumorscreen.params import set_dotted
+
+PROJECT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org",
+       "DVC_NO_ANALYTICS": "1", "PYTHONPATH": ""}
+
+
+def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(cwd, sys.executable, "-m", "dvc", *args, check=check)
+
+
+def copy_project(dest: Path, **overrides) -> Path:
+    """The project's code and pipeline, with tiny synthetic sizes and param overrides."""
+    dest.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__")
+    for folder in ("stages", "tumorscreen"):
+        shutil.copytree(PROJECT / folder, dest / folder, ignore=ignore)
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(PROJECT / name, dest / name)
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["synthetic"].update(internal_per_class={"Training": 8, "Testing": 3},
+                               external_per_label=8)
+    for dotted, value in overrides.items():
+        set_dotted(params, dotted, value)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dest
+
+
+def stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def with_downstream(*names: str) -> set[str]:
+    """The named stages and every stage that depends on their outputs, from dvc.yaml."""
+    stages = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
+
+    def outs(stage: dict) -> list[str]:
+        return [next(iter(o)) if isinstance(o, dict) else o
+                for o in stage.get("outs", []) + stage.get("metrics", [])]
+
+    chosen = set(names)
+    while True:
+        produced = [out for name in chosen for out in outs(stages[name])]
+        grown = chosen | {name for name, stage in stages.items()
+                          if any(dep == out or dep.startswith(out + "/") or
+                                 out.startswith(dep + "/")
+                                 for dep in stage.get("deps", []) for out in produced)}
+        if grown == chosen:
+            return chosen
+        chosen = grown
