@@ -28,14 +28,19 @@ def _disk(radius: int) -> np.ndarray:
 def head_mask(gray8: np.ndarray) -> tuple[np.ndarray, float]:
     """Head foreground, (H, W) bool, and the threshold level used (0-255).
 
-    A 5-px median to quiet speckle, square-root Otsu, a 3x3 opening against one-pixel frame
-    lines, a closing to bridge the dark skull, the largest connected component, then hole
-    filling (the scalp ring encloses the brain). Filling after picking the component keeps
-    the interior of a detached frame out of the mask. A wider opening would erase the thin
-    bright scalp ring of T2/FLAIR slices.
+    Square-root Otsu, a 3x3 opening in a band along the
+    frame's edge against one-pixel frame lines (inside, it would cut thin scalp arcs), a
+    closing to bridge the dark skull, the largest connected component, then hole filling
+    (the scalp ring encloses the brain). Filling after picking the component keeps the
+    interior of a detached frame out of the mask. No median filter: it erases scalp rings
+    one or two pixels thin.
     """
-    foreground, level = sqrt_otsu_foreground(cv2.medianBlur(gray8, 5))
-    foreground = cv2.morphologyEx(foreground, cv2.MORPH_OPEN, _disk(1))
+    foreground, level = sqrt_otsu_foreground(gray8)
+    band = max(2, round(min(gray8.shape) * 0.05))
+    edge = np.ones(gray8.shape, bool)
+    edge[band:-band, band:-band] = False
+    opened = cv2.morphologyEx(foreground, cv2.MORPH_OPEN, _disk(1))
+    foreground = np.where(edge, opened, foreground)
     radius = max(1, round(min(gray8.shape) * 0.02))
     closed = cv2.morphologyEx(foreground, cv2.MORPH_CLOSE, _disk(radius))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
