@@ -47,7 +47,35 @@ def data_layer_block(result: dict) -> str:
     return "\n".join(lines)
 
 
-BLOCKS = {"data_layer": data_layer_block}
+def _spread(quantiles: dict) -> str:
+    return f"{quantiles['p50']} ({quantiles['p5']}-{quantiles['p95']})"
+
+
+def preprocess_block(result: dict) -> str:
+    """Markdown table of the preprocessing benchmark."""
+    flags = result["by_reason"].get("flag", {})
+    steps = result["per_step_mean_ms"]
+    seconds = result["seconds"]
+    rows = [
+        ("images preprocessed, model input", f"{result['images']:,}, {result['size']} px"),
+        ("decisions", ", ".join(f"{k} {v:,}" for k, v in sorted(result["decisions"].items()))),
+        ("mask flags by rule", ", ".join(f"{k} {v}" for k, v in sorted(flags.items()))
+         or "none"),
+        ("Nyul landmarks fitted on (train images)", f"{result['nyul_fitted_on']:,}"),
+        ("mask fraction of the frame, median (5th-95th percentile)",
+         _spread(result["mask_fraction"])),
+        ("N4 bias field max/min inside the mask, median (5th-95th percentile)",
+         _spread(result["n4_bias_max_over_min"])),
+        ("mean ms per image: " + " / ".join(steps), " / ".join(str(v) for v in steps.values())),
+        (f"wall time: pool of {result['pool_workers']} / 1 worker (speed-up)",
+         f"{seconds['preprocess_pool']} s / {seconds['preprocess_1_worker']} s "
+         f"({result['pool_speedup']}x, {result['machine']['cpus']} CPUs)"),
+    ]
+    lines = ["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+BLOCKS = {"data_layer": data_layer_block, "preprocess": preprocess_block}
 
 
 def render(readme: str) -> str:

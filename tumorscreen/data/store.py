@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -21,13 +22,15 @@ class SplitArrays:
     manifest: pd.DataFrame  # N rows, one per image, in array order
 
 
-def write_split(folder: Path, images: list[np.ndarray], masks: list[np.ndarray],
-                manifest: pd.DataFrame, size: int) -> None:
-    """Write one split's arrays and manifest; an empty split gives (0, S, S) arrays."""
+def write_split(folder: Path, images: np.ndarray, masks: np.ndarray,
+                manifest: pd.DataFrame) -> None:
+    """Write one split: (N, S, S) uint8 images, (N, S, S) bool masks, N manifest rows."""
+    if not len(images) == len(masks) == len(manifest):
+        raise ValueError(f"{folder}: {len(images)} images, {len(masks)} masks, "
+                         f"{len(manifest)} manifest rows")
     folder.mkdir(parents=True, exist_ok=True)
-    shape = (0, size, size)
-    np.save(folder / "images.npy", np.stack(images) if images else np.zeros(shape, np.uint8))
-    np.save(folder / "masks.npy", np.stack(masks) if masks else np.zeros(shape, bool))
+    np.save(folder / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))
+    np.save(folder / "masks.npy", np.ascontiguousarray(masks, dtype=bool))
     manifest.to_csv(folder / "manifest.csv", index=False)
 
 
@@ -42,3 +45,26 @@ def load_split(root: str | Path, split: str, mmap: bool = True) -> SplitArrays:
         raise ValueError(f"{folder}: {len(images)} images, {len(masks)} masks, "
                          f"{len(manifest)} manifest rows")
     return SplitArrays(images, masks, manifest)
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """Row-addressed arrays in ``.npy`` files that pool workers write in place, so image
+    results never travel through pipes and memory stays bounded by the page cache."""
+
+    folder: Path
+    count: int
+    size: int
+
+    DTYPES: ClassVar[dict[str, type]] = {
+        "prepared": np.float32, "mask": np.bool_, "output": np.uint8}
+
+    def create(self) -> Scratch:
+        for name, dtype in self.DTYPES.items():
+            np.lib.format.open_memmap(self.folder / f"{name}.npy", mode="w+", dtype=dtype,
+                                      shape=(self.count, self.size, self.size)).flush()
+        return self
+
+    def array(self, name: str) -> np.ndarray:
+        """One scratch array, memory-mapped read-write: (count, size, size)."""
+        return np.load(self.folder / f"{name}.npy", mmap_mode="r+")
