@@ -58,7 +58,8 @@ def test_output_is_the_model_input_and_deterministic(cfg, state):
     assert out[metadata["mask"]].std() > 20
     assert metadata["preprocess_decision"] == "pass"
     assert metadata["n4_log_bias_max"] > metadata["n4_log_bias_min"]
-    assert set(metadata["seconds"]) == {"mask", "n4", "resize", "nyul", "clahe"}
+    assert set(metadata["seconds"]) == {"mask", "n4", "resize", "landmarks", "nyul",
+                                         "clahe"}
     record = metadata_record(metadata)
     assert len(record["nyul_landmarks"].split(";")) == len(cfg.percentiles)
 
@@ -138,6 +139,7 @@ def test_an_implausible_mask_is_flagged(cfg, state):
     _, metadata = preprocess(framed, state, cfg)
     assert metadata["preprocess_decision"] == "flag"
     assert metadata["preprocess_reason"].split(":")[0] in {"large_mask", "border_contact"}
+    assert metadata["mask"].all()  # untrusted: nothing cropped or blanked by it
 
 
 def test_integer_float_and_colour_inputs_agree(cfg, state):

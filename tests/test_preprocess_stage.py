@@ -70,7 +70,7 @@ def test_metrics_manifests_and_panel_account_for_every_image(repo):
     assert metrics["images"] == len(splits)
     assert sum(metrics["decisions"].values()) == len(splits)
     assert metrics["by_reason"]["reject"]["qc_reject"] == (splits["qc_decision"] == "reject").sum()
-    assert {"decode", "mask", "n4", "resize", "nyul", "clahe"} <= set(
+    assert {"decode", "mask", "n4", "resize", "landmarks", "nyul", "clahe"} <= set(
         metrics["seconds"]["per_step"])
     assert "landmarks_sha256" in metrics["provenance"]
     stored = pd.concat([load_split(repo / "data/preprocessed", s).manifest for s in ALL_SPLITS])

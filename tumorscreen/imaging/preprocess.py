@@ -28,7 +28,7 @@ from tumorscreen.imaging.geometry import fit_square, mask_box
 from tumorscreen.imaging.mask import brain_mask, mask_shape
 from tumorscreen.imaging.n4 import n4_correct
 from tumorscreen.imaging.nyul import apply_standardisation, fit_standard_landmarks, image_landmarks
-from tumorscreen.imaging.qc import PASS, REJECT, Finding, check_actions, decide
+from tumorscreen.imaging.qc import FLAG, PASS, REJECT, Finding, check_actions, decide
 
 MASK_RULES = frozenset({"empty_mask", "small_mask", "large_mask", "border_contact",
                         "low_solidity"})
@@ -206,6 +206,8 @@ def prepare(image: np.ndarray, cfg: PreprocessConfig, trace: bool = False) -> Pr
     steps = {"input": gray, "mask": mask} if trace else {}
     if decision == REJECT:
         return rejected(cfg, reason, metadata, seconds)
+    if decision == FLAG:  # an implausible mask is not trusted to crop or blank anything
+        mask = np.ones(gray.shape, bool)
     corrected = gray
     if cfg.enabled["n4"]:
         result = n4_correct(gray, mask, cfg.n4_shrink, list(cfg.n4_iterations),
@@ -222,7 +224,10 @@ def prepare(image: np.ndarray, cfg: PreprocessConfig, trace: bool = False) -> Pr
     fitted, scale = fit_square(corrected[y0:y1, x0:x1], cfg.size)
     fitted_mask, _ = fit_square(mask[y0:y1, x0:x1], cfg.size, nearest=True)
     metadata.update(crop_y0=y0, crop_y1=y1, crop_x0=x0, crop_x1=x1, scale=scale)
-    _lap(seconds, "resize", start)
+    start = _lap(seconds, "resize", start)
+    if cfg.enabled["nyul"]:  # the image's own landmarks, here so pool workers compute them
+        metadata["nyul_landmarks"] = image_landmarks(fitted[fitted_mask], cfg.percentiles)
+    _lap(seconds, "landmarks", start)
     metadata["seconds"] = seconds
     if trace:
         steps["fitted"] = fitted
@@ -265,7 +270,7 @@ def fit_state(prepared: Iterable[Prepared], cfg: PreprocessConfig) -> Preprocess
         return PreprocessState(cfg.percentiles, None, len(usable))
     if not usable:
         raise TumorScreenError("Nyul: no usable train image to fit the landmarks on")
-    landmarks = np.stack([image_landmarks(p.image[p.mask], cfg.percentiles) for p in usable])
+    landmarks = np.stack([p.metadata["nyul_landmarks"] for p in usable])
     standard = fit_standard_landmarks(landmarks, cfg.nyul_scale)
     return PreprocessState(cfg.percentiles, tuple(float(v) for v in standard), len(usable))
 
@@ -279,7 +284,7 @@ def finish(
     the model's grid, for the focus score); ``steps`` too when the preparation was traced.
     """
     seconds = dict(prepared.metadata["seconds"])
-    metadata = {**prepared.metadata, "nyul_landmarks": [], "mask": prepared.mask}
+    metadata = {"nyul_landmarks": [], **prepared.metadata, "mask": prepared.mask}
     if prepared.rejected:
         return np.zeros_like(prepared.mask, np.uint8), {**metadata, "seconds": seconds}
     if tuple(state.percentiles) != cfg.percentiles:
@@ -289,7 +294,6 @@ def finish(
     if cfg.enabled["nyul"]:
         if state.standard is None:
             raise TumorScreenError("Nyul is enabled but the fitted state has no landmarks")
-        metadata["nyul_landmarks"] = image_landmarks(image[mask], cfg.percentiles).tolist()
         image = apply_standardisation(image, mask, np.asarray(state.standard), cfg.percentiles)
     else:  # no standardisation: the in-mask maximum maps to 1
         image = image / max(float(image[mask].max()), 1e-6)
