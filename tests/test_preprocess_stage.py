@@ -110,3 +110,13 @@ def test_split_arrays_line_up_with_their_manifest(repo, split):
     assert arrays.images.shape[0] == len(arrays.manifest) > 0
     assert arrays.images.dtype.name == "uint8" and arrays.masks.dtype.name == "bool"
     assert set(arrays.manifest["split"]) == {split}
+
+
+def test_scratch_goes_to_shared_memory_only_when_it_has_room(tmp_path):
+    from tumorscreen.data.store import Scratch
+    from tumorscreen.imaging.batch import scratch_parent
+
+    assert Scratch.bytes_needed(10, 4) == 10 * 16 * (4 + 1 + 1)
+    assert scratch_parent(1, tmp_path) == tmp_path
+    assert scratch_parent(1 << 62, tmp_path) is None
+    assert scratch_parent(1, tmp_path / "missing") is None

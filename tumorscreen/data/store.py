@@ -59,6 +59,10 @@ class Scratch:
     DTYPES: ClassVar[dict[str, type]] = {
         "prepared": np.float32, "mask": np.bool_, "output": np.uint8}
 
+    @classmethod
+    def bytes_needed(cls, count: int, size: int) -> int:
+        return sum(np.dtype(t).itemsize for t in cls.DTYPES.values()) * count * size * size
+
     def create(self) -> Scratch:
         for name, dtype in self.DTYPES.items():
             np.lib.format.open_memmap(self.folder / f"{name}.npy", mode="w+", dtype=dtype,

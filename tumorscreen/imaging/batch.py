@@ -6,6 +6,7 @@ nothing large travels through pipes and the parent stays idle while they work.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass
 from functools import partial
@@ -34,6 +35,14 @@ class DatasetRun:
     table: pd.DataFrame  # the split rows plus METADATA_COLUMNS, in input order
     state: PreprocessState  # Nyul landmarks fitted on the train rows
     seconds: pd.DataFrame  # one row per image, one column per step
+
+
+def scratch_parent(needed: int, shared_memory: Path = Path("/dev/shm")) -> Path | None:
+    """RAM-backed /dev/shm when it has twice the room, else the default temp folder (None):
+    scratch on disk costs page writeback that competes with the workers for the cores."""
+    if shared_memory.is_dir() and shutil.disk_usage(shared_memory).free > 2 * needed:
+        return shared_memory
+    return None
 
 
 def _prepare_row(item: tuple[int, dict], raw_dir: Path, cfg: PreprocessConfig,
@@ -68,7 +77,9 @@ def preprocess_dataset(
     QC rejects are not decoded: they become rejected rows with zeros. ``workers`` processes
     (0 = all cores) run both halves, prepare() and finish().
     """
-    with tempfile.TemporaryDirectory(prefix="tumorscreen-preprocess-") as folder:
+    with tempfile.TemporaryDirectory(prefix="tumorscreen-preprocess-",
+                                     dir=scratch_parent(Scratch.bytes_needed(len(rows), cfg.size))
+                                     ) as folder:
         scratch = Scratch(Path(folder), len(rows), cfg.size).create()
         prepare_one = partial(_prepare_row, raw_dir=raw_dir, cfg=cfg, max_pixels=max_pixels,
                               scratch=scratch)
