@@ -75,7 +75,17 @@ def preprocess_block(result: dict) -> str:
     return "\n".join(lines)
 
 
-BLOCKS = {"data_layer": data_layer_block, "preprocess": preprocess_block}
+def cpu_scaling_block(result: dict) -> str:
+    """One line: the machine's own pool ceiling on pure CPU work."""
+    runs = ", ".join(f"{r}x" for r in result["speedups"])
+    return (f"Pure CPU work on this machine ({result['cpus']} CPUs) runs "
+            f"{result['median_speedup']}x faster on {result['workers']} workers than on one "
+            f"(median of interleaved runs: "
+            f"{runs}), from `python -m benchmarks.cpu_scaling`.")
+
+
+BLOCKS = {"data_layer": data_layer_block, "preprocess": preprocess_block,
+          "cpu_scaling": cpu_scaling_block}
 
 
 def render(readme: str) -> str:
