@@ -31,14 +31,17 @@ def fit_standard_landmarks(
 
 
 def apply_standardisation(
-    image: np.ndarray, mask: np.ndarray, standard: np.ndarray, percentiles: Iterable[float]
+    image: np.ndarray, mask: np.ndarray, standard: np.ndarray, percentiles: Iterable[float],
+    own: np.ndarray | None = None,
 ) -> np.ndarray:
     """Map ``image`` (H, W) piecewise-linearly from its own in-mask landmarks to ``standard``.
 
     Intensities beyond the first and last landmarks follow the end segments' slopes, so the
-    mapping stays monotonic over the whole range. Returns (H, W) float32.
+    mapping stays monotonic over the whole range. ``own``: the image's in-mask landmarks when
+    already computed. Returns (H, W) float32.
     """
-    own = image_landmarks(np.asarray(image)[np.asarray(mask) > 0], percentiles)
+    if own is None:
+        own = image_landmarks(np.asarray(image)[np.asarray(mask) > 0], percentiles)
     own = np.maximum.accumulate(own + np.arange(len(own)) * 1e-9)  # strictly increasing
     values = np.asarray(image, dtype=np.float64)
     out = np.interp(values, own, standard)

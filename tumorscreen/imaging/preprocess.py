@@ -143,13 +143,14 @@ class Prepared:
 
 def to_float_gray(image: np.ndarray) -> np.ndarray:
     """(H, W) or (H, W, 3|4) array of any integer or [0, 1] float dtype -> (H, W) float32."""
-    values = np.asarray(image)
+    source = np.asarray(image)
+    values = source
     if values.ndim == 3:
         values = values[..., :3] @ np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma, as Pillow
     if values.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale or 3-D colour image, got {values.shape}")
-    if np.issubdtype(np.asarray(image).dtype, np.integer):
-        values = values / float(np.iinfo(np.asarray(image).dtype).max)
+    if np.issubdtype(source.dtype, np.integer):
+        values = values / float(np.iinfo(source.dtype).max)
     return np.clip(values, 0.0, 1.0).astype(np.float32)
 
 
@@ -294,7 +295,8 @@ def finish(
     if cfg.enabled["nyul"]:
         if state.standard is None:
             raise TumorScreenError("Nyul is enabled but the fitted state has no landmarks")
-        image = apply_standardisation(image, mask, np.asarray(state.standard), cfg.percentiles)
+        image = apply_standardisation(image, mask, np.asarray(state.standard), cfg.percentiles,
+                                      own=np.asarray(metadata["nyul_landmarks"]))
     else:  # no standardisation: the in-mask maximum maps to 1
         image = image / max(float(image[mask].max()), 1e-6)
     if cfg.zero_background and cfg.enabled["mask"]:
