@@ -1,0 +1,76 @@
+"""train: two-phase transfer learning on the train split, early stopping on val."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from dvclive import Live
+
+from stages._run import run_stage
+from tumorscreen.models.backbones import build_network
+from tumorscreen.models.checkpoint import save_checkpoint
+from tumorscreen.models.score import CLASSES
+from tumorscreen.records import provenance, sha256_file, write_json
+from tumorscreen.train.data import labelled_split
+from tumorscreen.train.device import (
+    describe_device,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
+from tumorscreen.train.loop import TrainConfig, fit, raw_images_per_second
+
+DATA = Path("data/preprocessed")
+CHECKPOINT = Path("models/base")
+CURVES = Path("plots/train")
+METRICS = Path("metrics/train.json")
+
+
+def train(params: dict) -> None:
+    cfg = TrainConfig.from_params(params["train"])
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    seed_everything(cfg.seed)
+    model, init = build_network(**params["model"], num_classes=len(CLASSES))
+    train_set, val_set = labelled_split(DATA, "train"), labelled_split(DATA, "val")
+    start = time.perf_counter()
+    with Live(str(CURVES), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        def log(row: dict[str, float]) -> None:
+            for name, value in row.items():
+                live.log_metric(name, value, plot=name != "epoch")
+            live.next_step()
+
+        result = fit(model, (train_set.images, train_set.labels),
+                     (val_set.images, val_set.labels), cfg, device, precision, log)
+    wall = time.perf_counter() - start
+    size = train_set.images.shape[-1]
+    raw = raw_images_per_second(result.model, cfg.batch_size, size, device, precision,
+                                cfg.channels_last, cfg.probe_steps) if cfg.probe_steps else None
+    loop = result.train_images / result.train_seconds if result.train_seconds else None
+    save_checkpoint(CHECKPOINT, result.model, {
+        **params["model"], "classes": list(CLASSES), "image_size": size,
+        "precision": precision, "channels_last": cfg.channels_last,
+        "batch_size": cfg.batch_size, "init": init})
+    best = result.history[result.best_epoch]
+    write_json(CHECKPOINT / "run_info.json", {
+        **describe_device(device), "precision": precision, "init": init,
+        "wall_seconds": round(wall, 2), "epochs_run": len(result.history),
+        "train_images": len(train_set), "val_images": len(val_set),
+        "loop_images_per_s": loop, "raw_images_per_s": raw,
+        "loop_vs_raw": loop / raw if loop and raw else None,
+        "provenance": provenance()})
+    write_json(METRICS, {
+        "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early, "init": init,
+        "val": {key[4:]: value for key, value in best.items() if key.startswith("val_")},
+        "train_loss": best["train_loss"],
+        "provenance": provenance(
+            train_images_sha256=sha256_file(DATA / "train" / "images.npy"),
+            val_images_sha256=sha256_file(DATA / "val" / "images.npy"),
+            checkpoint_sha256=sha256_file(CHECKPOINT / "model.pt"),
+            device=str(device), precision=precision)})
+
+
+if __name__ == "__main__":
+    run_stage("train", train)

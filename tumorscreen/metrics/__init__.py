@@ -1,0 +1,1 @@
+"""Pure metric functions: numpy in, numbers or small tables out."""

@@ -1,0 +1,84 @@
+"""Calibration: temperature scaling, NLL, top-label ECE/MCE, multiclass Brier, reliability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+
+from tumorscreen.errors import TumorScreenError
+
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+
+
+def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Softmax of (N, K) logits / T -> (N, K)."""
+    return softmax(np.asarray(logits, np.float64) / temperature, axis=1)
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of (N,) int labels under softmax((N, K) logits / T)."""
+    log_p = log_softmax(np.asarray(logits, np.float64) / temperature, axis=1)
+    return float(-log_p[np.arange(len(labels)), labels].mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The T minimising val NLL, searched over log T with bounded Brent (NLL is convex in 1/T,
+    so the bounded 1-D search converges to the optimum)."""
+    if len(labels) == 0:
+        raise TumorScreenError("cannot fit a temperature on zero images")
+    low, high = np.log(TEMPERATURE_BOUNDS)
+    result = minimize_scalar(lambda log_t: nll(logits, labels, float(np.exp(log_t))),
+                             bounds=(low, high), method="bounded",
+                             options={"xatol": 1e-6, "maxiter": 500})
+    if not result.success:
+        raise TumorScreenError(f"temperature fit did not converge: {result.message}")
+    return float(np.exp(result.x))
+
+
+def _bins(confidence: np.ndarray, n_bins: int) -> np.ndarray:
+    # bin k holds confidences in (k/n, (k+1)/n]; a confidence of exactly 0 goes to bin 0
+    return np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+
+
+def reliability_table(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> pd.DataFrame:
+    """Top-label reliability per non-empty equal-width bin: confidence, accuracy, count."""
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(float)
+    table = pd.DataFrame({"bin": _bins(confidence, n_bins), "confidence": confidence,
+                          "accuracy": correct})
+    grouped = table.groupby("bin").agg(confidence=("confidence", "mean"),
+                                       accuracy=("accuracy", "mean"),
+                                       count=("accuracy", "size")).reset_index()
+    grouped["bin_upper"] = (grouped["bin"] + 1) / n_bins
+    return grouped
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """Top-label ECE: sum over bins of (count / N) * |accuracy - mean confidence|."""
+    table = reliability_table(probs, labels, n_bins)
+    gaps = (table["accuracy"] - table["confidence"]).abs()
+    return float((gaps * table["count"]).sum() / len(labels))
+
+
+def maximum_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """Top-label MCE: the largest |accuracy - mean confidence| over non-empty bins."""
+    table = reliability_table(probs, labels, n_bins)
+    return float((table["accuracy"] - table["confidence"]).abs().max())
+
+
+def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Multiclass Brier: mean over images of sum_k (p_k - onehot_k)^2, in [0, 2]."""
+    onehot = np.eye(probs.shape[1])[labels]
+    return float(((probs - onehot) ** 2).sum(axis=1).mean())
+
+
+def calibration_summary(logits: np.ndarray, labels: np.ndarray, temperature: float,
+                        n_bins: int = 15) -> dict[str, float]:
+    """NLL, ECE, MCE and Brier of (N, K) logits at temperature T."""
+    probs = probabilities(logits, temperature)
+    return {"nll": nll(logits, labels, temperature),
+            "ece": expected_calibration_error(probs, labels, n_bins),
+            "mce": maximum_calibration_error(probs, labels, n_bins),
+            "brier": brier_score(probs, labels)}

@@ -1,0 +1,1 @@
+"""Backbones, the offline weight loader, checkpoints and the one tumour score."""

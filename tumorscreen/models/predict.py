@@ -1,0 +1,40 @@
+"""Batched inference on uint8 image arrays, at the precision the model was trained in."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from tumorscreen.train.device import autocast
+
+
+def to_input(batch: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """(N, S, S) uint8 -> (N, 1, S, S) float in [0, 1] on ``device``."""
+    images = batch.to(device, non_blocking=True).unsqueeze(1).float().div_(255.0)
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: np.ndarray, device: torch.device,
+                   precision: str, batch_size: int = 64,
+                   channels_last: bool = False) -> np.ndarray:
+    """Logits of (N, S, S) uint8 images -> (N, K) float32, in eval mode, in input order."""
+    model.eval().to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+        with autocast(device, precision):
+            outputs.append(model(to_input(batch, device, channels_last)).float().cpu())
+    if not outputs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(outputs).numpy()
+
+
+def checkpoint_logits(model: nn.Module, config: dict, images: np.ndarray,
+                      device: torch.device) -> np.ndarray:
+    """Logits at the checkpoint's own training precision and memory format."""
+    return predict_logits(model, images, device, config["precision"], 2 * config["batch_size"],
+                          config["channels_last"])

@@ -1,0 +1,1 @@
+"""Training: device and precision, augmentation, the loop and its schedule."""

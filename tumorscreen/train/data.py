@@ -1,0 +1,50 @@
+"""Labelled image sets from the preprocessed splits: rejected rows are left out, and each
+row keeps its manifest entry so every prediction can be traced to its source file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tumorscreen.data.layout import INTERNAL
+from tumorscreen.data.store import load_split
+from tumorscreen.errors import TumorScreenError
+from tumorscreen.imaging.qc import REJECT
+from tumorscreen.models.score import class_index
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    images: np.ndarray  # (N, S, S) uint8
+    labels: np.ndarray  # (N,) int64 indices into CLASSES
+    manifest: pd.DataFrame  # N rows, in array order
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, keep: np.ndarray) -> LabelledImages:
+        """Rows where the (N,) boolean ``keep`` is true, in order."""
+        return LabelledImages(self.images[keep], self.labels[keep],
+                              self.manifest[keep].reset_index(drop=True))
+
+
+def labelled_split(root: str | Path, split: str, required: bool = True) -> LabelledImages:
+    """The usable (not rejected) internal-dataset images of one split, loaded into memory."""
+    arrays = load_split(root, split, mmap=True)
+    keep = ((arrays.manifest["preprocess_decision"] != REJECT)
+            & (arrays.manifest["dataset"] == INTERNAL)).to_numpy()
+    manifest = arrays.manifest[keep].reset_index(drop=True)
+    if required and len(manifest) == 0:
+        raise TumorScreenError(f"split '{split}' has no usable images")
+    return LabelledImages(np.asarray(arrays.images[keep]), class_index(manifest["label"]),
+                          manifest)
+
+
+def concatenate(parts: list[LabelledImages]) -> LabelledImages:
+    """Rows of several sets, one after another."""
+    return LabelledImages(np.concatenate([part.images for part in parts]),
+                          np.concatenate([part.labels for part in parts]),
+                          pd.concat([part.manifest for part in parts], ignore_index=True))

@@ -1,0 +1,218 @@
+"""A flat, explicit two-phase training loop.
+
+Phase 1 (warm-up): the backbone is frozen (no gradients, BatchNorm statistics fixed) and
+only the head learns. Phase 2 (fine-tune): everything learns, the backbone at a lower rate
+than the head, with cosine decay per step. Early stopping watches the val loss, and the
+best epoch's weights are kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+
+from tumorscreen.errors import TumorScreenError
+from tumorscreen.metrics.classification import accuracy, macro_f1
+from tumorscreen.models.backbones import ScreenNet
+from tumorscreen.models.predict import predict_logits, to_input
+from tumorscreen.train.augment import AugmentConfig, augment_batch
+from tumorscreen.train.device import autocast
+
+IMBALANCE = ("class_weights", "balanced_sampler", "none")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    batch_size: int = 32
+    warmup_epochs: int = 1
+    warmup_lr: float = 1e-3
+    epochs: int = 10
+    lr: float = 1e-3
+    backbone_lr_scale: float = 0.1
+    weight_decay: float = 1e-4
+    imbalance: str = "class_weights"
+    patience: int = 3
+    workers: int = 0
+    pin_memory: bool = False
+    channels_last: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    probe_steps: int = 3
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> TrainConfig:
+        params = dict(params)
+        augment = AugmentConfig.from_params(params.pop("augment", {}))
+        known = set(cls.__dataclass_fields__) - {"augment"}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise TumorScreenError(f"unknown train params: {unknown}")
+        cfg = cls(**{key: params[key] for key in known & set(params)}, augment=augment)
+        if cfg.imbalance not in IMBALANCE:
+            raise TumorScreenError(f"train.imbalance must be one of {IMBALANCE}")
+        if cfg.batch_size < 2 or cfg.epochs < 0 or cfg.warmup_epochs < 0:
+            raise TumorScreenError("train.batch_size must be >= 2 and epochs >= 0")
+        return cfg
+
+
+@dataclass
+class FitResult:
+    model: ScreenNet  # holds the best epoch's weights
+    best_epoch: int
+    history: list[dict[str, float]]
+    train_seconds: float  # time inside training batches (loading, augmenting, stepping)
+    train_images: int
+    stopped_early: bool
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Inverse-frequency weights, (N,) int labels -> (K,), mean 1 over the samples."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    if (counts == 0).any():
+        raise TumorScreenError(f"a class has no training images: counts {counts.tolist()}")
+    return len(labels) / (num_classes * counts)
+
+
+def train_loader(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
+                 generator: torch.Generator) -> DataLoader:
+    """Shuffled (or class-balanced) batches of uint8 images, last partial batch dropped."""
+    dataset = TensorDataset(torch.from_numpy(np.ascontiguousarray(images)),
+                            torch.from_numpy(labels))
+    sampler = None
+    if cfg.imbalance == "balanced_sampler":
+        per_image = class_weights(labels, int(labels.max()) + 1)[labels]
+        sampler = WeightedRandomSampler(per_image, len(labels), generator=generator)
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=sampler is None,
+                      sampler=sampler, generator=generator, drop_last=len(labels) > cfg.batch_size,
+                      num_workers=cfg.workers, pin_memory=cfg.pin_memory,
+                      persistent_workers=cfg.workers > 0)
+
+
+def set_frozen_backbone(model: ScreenNet, frozen: bool) -> None:
+    """Freeze or release the backbone; frozen BatchNorm layers keep their statistics."""
+    for parameter in model.backbone_parameters():
+        parameter.requires_grad_(not frozen)
+    model.train()
+    if frozen:
+        model.backbone.eval()
+        model.backbone.get_submodule(model.head).train()
+
+
+def make_optimizer(model: ScreenNet, cfg: TrainConfig, frozen: bool) -> torch.optim.Optimizer:
+    if frozen:
+        groups = [{"params": model.head_parameters(), "lr": cfg.warmup_lr}]
+    else:
+        groups = [{"params": model.backbone_parameters(), "lr": cfg.lr * cfg.backbone_lr_scale},
+                  {"params": model.head_parameters(), "lr": cfg.lr}]
+    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+
+
+def evaluate_split(model: nn.Module, images: np.ndarray, labels: np.ndarray,
+                   device: torch.device, precision: str, cfg: TrainConfig) -> dict[str, float]:
+    logits = predict_logits(model, images, device, precision, 2 * cfg.batch_size,
+                            cfg.channels_last)
+    loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
+    predicted = logits.argmax(axis=1)
+    return {"loss": loss, "accuracy": accuracy(labels, predicted),
+            "macro_f1": macro_f1(labels, predicted, logits.shape[1])}
+
+
+def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
+        val: tuple[np.ndarray, np.ndarray], cfg: TrainConfig, device: torch.device,
+        precision: str, log: Callable[[dict[str, float]], None] = lambda row: None) -> FitResult:
+    """Train on (images (N, S, S) uint8, labels (N,) int64); keep the best val-loss epoch."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    num_classes = model.backbone.get_submodule(model.head).out_features
+    weights = None
+    if cfg.imbalance == "class_weights":
+        weights = torch.tensor(class_weights(train[1], num_classes), dtype=torch.float32,
+                               device=device)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    loader = train_loader(*train, cfg, generator)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    history: list[dict[str, float]] = []
+    best_loss, best_epoch, best_state, waited = float("inf"), -1, None, 0
+    seconds, seen = 0.0, 0
+    phases = [True] * cfg.warmup_epochs + [False] * cfg.epochs
+    finetune_steps = max(1, cfg.epochs * len(loader))
+    optimizer, schedule = None, None
+    for epoch, frozen in enumerate(phases):
+        if optimizer is None or epoch == cfg.warmup_epochs:
+            optimizer = make_optimizer(model, cfg, frozen)
+            schedule = None if frozen else torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=finetune_steps)
+        set_frozen_backbone(model, frozen)
+        start, total_loss, images_seen = time.perf_counter(), 0.0, 0
+        for batch, labels in loader:
+            inputs = augment_batch(to_input(batch, device, cfg.channels_last), cfg.augment,
+                                   generator)
+            labels = labels.to(device, non_blocking=True)
+            with autocast(device, precision):
+                loss = F.cross_entropy(model(inputs).float(), labels, weight=weights)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            if schedule is not None:
+                schedule.step()
+            total_loss += loss.item() * len(labels)
+            images_seen += len(labels)
+        elapsed = time.perf_counter() - start
+        if not frozen:
+            seconds, seen = seconds + elapsed, seen + images_seen
+        scores = evaluate_split(model, *val, device, precision, cfg)
+        row = {"epoch": epoch, "frozen": float(frozen),
+               "train_loss": total_loss / max(images_seen, 1),
+               "images_per_s": images_seen / max(elapsed, 1e-9),
+               "lr": optimizer.param_groups[-1]["lr"],
+               **{f"val_{key}": value for key, value in scores.items()}}
+        history.append(row)
+        log(row)
+        if scores["loss"] < best_loss:
+            best_loss, best_epoch, waited = scores["loss"], epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        elif not frozen:
+            waited += 1
+            if waited >= cfg.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    set_frozen_backbone(model, False)
+    return FitResult(model.eval(), best_epoch, history, seconds, seen,
+                     stopped_early=len(history) < len(phases))
+
+
+def raw_images_per_second(model: ScreenNet, batch_size: int, size: int, device: torch.device,
+                          precision: str, channels_last: bool, steps: int = 5) -> float:
+    """Forward+backward throughput of a copy of ``model`` on random tensors (no data loading,
+    no augmentation): the ceiling the training loop is compared against."""
+    probe = copy.deepcopy(model).to(device).train()
+    inputs = torch.rand(batch_size, 1, size, size, device=device)
+    if channels_last:
+        probe, inputs = (probe.to(memory_format=torch.channels_last),
+                         inputs.contiguous(memory_format=torch.channels_last))
+    labels = torch.zeros(batch_size, dtype=torch.long, device=device)
+    timings = []
+    for _ in range(steps + 1):  # the first step warms up allocators and kernels
+        start = time.perf_counter()
+        with autocast(device, precision):
+            loss = F.cross_entropy(probe(inputs).float(), labels)
+        loss.backward()
+        probe.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        timings.append(time.perf_counter() - start)
+    return batch_size / float(np.median(timings[1:]))
