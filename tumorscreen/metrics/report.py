@@ -59,5 +59,6 @@ def evaluation_report(logits: np.ndarray, labels: np.ndarray, temperature: float
         "per_class": per_class_report(labels, predicted, classes),
         "confusion": confusion(labels, predicted, len(classes)).tolist(),
         "calibration": calibration_summary(logits, labels, temperature, n_bins),
+        "calibration_at_t1": calibration_summary(logits, labels, 1.0, n_bins),
         "temperature": temperature,
     }

@@ -1,0 +1,95 @@
+"""Real-data benchmark of train -> calibrate -> evaluate, with the preprocessing ablation.
+
+Usage: python -m benchmarks.train [--workdir DIR] [--arms preprocessed raw]
+Runs the data stages on the two shared archives, then, for each arm at the same training
+budget (the real_cpu profile), preprocess -> train -> calibrate -> evaluate as users run
+them (whole processes, wall clock). The arms differ only in the preprocessing toggles.
+Writes benchmarks/results/train.json (small figures only; no image data, no weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.profiles import RAW_IMAGES, REAL_CPU
+from benchmarks.workspace import PROJECT, SHARED_DATA, make_workspace, run_stage_timed
+from tumorscreen.records import package_versions, read_json, write_json
+
+DATA_STAGES = ("download", "qc", "dedup", "split")
+MODEL_STAGES = ("preprocess", "train", "calibrate", "evaluate")
+ARMS = {"preprocessed": {}, "raw": RAW_IMAGES}
+RESULT = PROJECT / "benchmarks" / "results" / "train.json"
+
+
+def rounded(figures: dict[str, Any], digits: int = 4) -> dict[str, Any]:
+    return {key: round(value, digits) if isinstance(value, float) else value
+            for key, value in figures.items()}
+
+
+def arm_summary(root: Path, seconds: dict[str, float]) -> dict[str, Any]:
+    train = read_json(root / "metrics/train.json")
+    run = read_json(root / "models/base/run_info.json")
+    calibration = read_json(root / "metrics/calibration.json")
+    evaluation = read_json(root / "metrics/evaluate.json")
+    test, leaky = evaluation["test"], evaluation["leaky_testing_folder"]
+    return {
+        "val_at_best_epoch": rounded(train["val"]),
+        "best_epoch": train["best_epoch"], "epochs_run": train["epochs_run"],
+        "init": train["init"],
+        "test_images": test["images"],
+        "test": {name: rounded(ci) for name, ci in test["headline"].items()},
+        "test_recall": {name: round(row["recall"], 4)
+                        for name, row in test["per_class"].items()},
+        "test_ece": {"before": round(test["calibration_at_t1"]["ece"], 4),
+                     "after": round(test["calibration"]["ece"], 4)},
+        "temperature": round(calibration["temperature"], 4),
+        "val_calibration": {"before": rounded(calibration["before"]),
+                            "after": rounded(calibration["after"])},
+        "leaky_testing_folder": {"images": leaky["images"],
+                                 **{name: round(leaky["headline"][name]["value"], 4)
+                                    for name in ("accuracy", "macro_f1", "macro_auroc")}},
+        "throughput": {key: round(run[key], 2) for key in
+                       ("loop_images_per_s", "raw_images_per_s", "loop_vs_raw")},
+        "seconds": {key: round(value, 1) for key, value in seconds.items()},
+        "train_calibrate_evaluate_minutes": round(
+            sum(seconds[s] for s in ("train", "calibrate", "evaluate")) / 60, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--arms", nargs="+", choices=tuple(ARMS), default=list(ARMS))
+    args = parser.parse_args()
+    base = {**REAL_CPU,
+            "download.internal.local": str(SHARED_DATA / "brain-tumor-mri-224.zip"),
+            "download.external.local": str(SHARED_DATA / "navoneel-brain-mri.zip")}
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "versions": package_versions(), "profile": "real_cpu", "arms": {}}
+    with tempfile.TemporaryDirectory(prefix="tumorscreen-train-") as tmp:
+        root = make_workspace(args.workdir or Path(tmp), base)
+        results["data_seconds"] = {s: round(run_stage_timed(root, s), 1) for s in DATA_STAGES}
+        for arm in args.arms:
+            make_workspace(root, {**base, **ARMS[arm]})
+            seconds = {stage: run_stage_timed(root, stage) for stage in MODEL_STAGES}
+            results["arms"][arm] = arm_summary(root, seconds)
+            write_json(RESULT, results)  # partial results survive an interrupted run
+    if len(results["arms"]) == len(ARMS):
+        chosen = min(results["arms"], key=lambda a: results["arms"][a]["val_at_best_epoch"]
+                     ["loss"])
+        results["better_on_val"] = chosen
+    write_json(RESULT, results)
+    print(json.dumps({arm: {"test": {k: v["value"] for k, v in r["test"].items()},
+                            "minutes": r["train_calibrate_evaluate_minutes"]}
+                      for arm, r in results["arms"].items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

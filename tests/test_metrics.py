@@ -1,0 +1,168 @@
+"""Metrics against independent computations, temperature recovery and bootstrap CIs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+from sklearn import metrics as skm
+
+from tumorscreen.metrics.bootstrap import bootstrap_ci, stratified_indices
+from tumorscreen.metrics.calibration import (
+    brier_score,
+    calibration_summary,
+    expected_calibration_error,
+    fit_temperature,
+    maximum_calibration_error,
+    nll,
+    reliability_table,
+)
+from tumorscreen.metrics.classification import (
+    binary_auroc,
+    confusion,
+    confusion_summary,
+    macro_auroc,
+    sensitivity_specificity,
+)
+from tumorscreen.metrics.report import evaluation_report
+from tumorscreen.models.score import CLASSES
+
+
+def sample(count: int = 3000, classes: int = 4, seed: int = 0,
+           sharpness: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels drawn from the logits' own softmax (a calibrated model)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, sharpness, (count, classes))
+    probs = softmax(logits, axis=1)
+    labels = np.array([rng.choice(classes, p=p) for p in probs])
+    return logits, labels
+
+
+def loop_ece(probs: np.ndarray, labels: np.ndarray, bins: int) -> tuple[float, float]:
+    """ECE and MCE written out bin by bin, as in Guo et al. (2017)."""
+    confidence, predicted = probs.max(1), probs.argmax(1)
+    ece, mce = 0.0, 0.0
+    for k in range(bins):
+        low, high = k / bins, (k + 1) / bins
+        inside = (confidence > low) & (confidence <= high)
+        if inside.any():
+            gap = abs((predicted[inside] == labels[inside]).mean() - confidence[inside].mean())
+            ece += inside.mean() * gap
+            mce = max(mce, gap)
+    return ece, mce
+
+
+def test_ece_and_mce_match_a_bin_by_bin_computation():
+    logits, labels = sample()
+    for temperature in (0.5, 1.0, 3.0):
+        probs = softmax(logits / temperature, axis=1)
+        ece, mce = loop_ece(probs, labels, 15)
+        assert expected_calibration_error(probs, labels, 15) == pytest.approx(ece, abs=1e-12)
+        assert maximum_calibration_error(probs, labels, 15) == pytest.approx(mce, abs=1e-12)
+
+
+def test_ece_of_a_perfectly_calibrated_model_is_small_and_grows_when_sharpened():
+    logits, labels = sample(20000)
+    calibrated = expected_calibration_error(softmax(logits, axis=1), labels)
+    assert calibrated < 0.015
+    assert expected_calibration_error(softmax(3 * logits, axis=1), labels) > 5 * calibrated
+
+
+def test_reliability_counts_cover_every_image():
+    logits, labels = sample(500)
+    table = reliability_table(softmax(logits, axis=1), labels, 15)
+    assert table["count"].sum() == 500 and table["bin"].between(0, 14).all()
+
+
+def test_brier_matches_sklearn_per_class_and_its_definition():
+    logits, labels = sample(400)
+    probs = softmax(logits, axis=1)
+    per_class = sum(skm.brier_score_loss(labels == k, probs[:, k]) for k in range(4))
+    assert brier_score(probs, labels) == pytest.approx(per_class, rel=1e-12)
+    assert brier_score(np.eye(4)[labels], labels) == 0.0
+
+
+def test_nll_matches_sklearn_log_loss():
+    logits, labels = sample(400)
+    expected = skm.log_loss(labels, softmax(logits / 2, axis=1), labels=range(4))
+    assert nll(logits, labels, 2.0) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("true_temperature", [0.5, 1.5, 2.5])
+def test_temperature_is_recovered_within_five_percent(true_temperature):
+    logits, labels = sample(20000, seed=3)
+    distorted = logits * true_temperature  # over- (T > 1) or under-confident (T < 1)
+    fitted = fit_temperature(distorted, labels)
+    assert fitted == pytest.approx(true_temperature, rel=0.05)
+    before = calibration_summary(distorted, labels, 1.0)
+    after = calibration_summary(distorted, labels, fitted)
+    assert after["nll"] <= before["nll"] and after["ece"] < before["ece"]
+
+
+def test_fitted_temperature_is_the_nll_minimum():
+    logits, labels = sample(2000, seed=4)
+    fitted = fit_temperature(logits * 2, labels)
+    best = nll(logits * 2, labels, fitted)
+    assert best <= nll(logits * 2, labels, fitted * 1.02)
+    assert best <= nll(logits * 2, labels, fitted / 1.02)
+
+
+def test_auroc_matches_sklearn_including_ties():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, 300).astype(bool)
+    score = np.round(rng.random(300) + truth * 0.3, 1)  # many ties
+    assert binary_auroc(truth, score) == pytest.approx(skm.roc_auc_score(truth, score))
+    assert np.isnan(binary_auroc(np.ones(5, bool), np.arange(5.0)))
+    logits, labels = sample(600)
+    probs = softmax(logits, axis=1)
+    expected = skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro")
+    assert macro_auroc(labels, probs) == pytest.approx(expected)
+
+
+def test_confusion_summary_matches_sklearn():
+    rng = np.random.default_rng(1)
+    truth, predicted = rng.integers(0, 4, 500), rng.integers(0, 4, 500)
+    predicted[truth == 1] = 1
+    matrix = confusion(truth, predicted, 4)
+    np.testing.assert_array_equal(matrix, skm.confusion_matrix(truth, predicted))
+    summary = confusion_summary(matrix)
+    assert summary["accuracy"] == pytest.approx(skm.accuracy_score(truth, predicted))
+    assert summary["balanced_accuracy"] == pytest.approx(
+        skm.balanced_accuracy_score(truth, predicted))
+    assert summary["macro_f1"] == pytest.approx(skm.f1_score(truth, predicted, average="macro"))
+
+
+def test_sensitivity_and_specificity_count_each_side():
+    truth = np.array([1, 1, 1, 1, 0, 0])
+    called = np.array([1, 1, 1, 0, 1, 0])
+    assert sensitivity_specificity(truth, called) == (0.75, 0.5)
+
+
+def test_stratified_bootstrap_keeps_class_counts_and_is_seeded():
+    labels = np.repeat(np.arange(4), [5, 10, 20, 1])
+    rng = np.random.default_rng(0)
+    drawn = stratified_indices(labels, rng)
+    assert np.bincount(labels[drawn]).tolist() == [5, 10, 20, 1]
+    values = np.random.default_rng(2).random(len(labels))
+
+    def statistics(rows: np.ndarray) -> dict[str, float]:
+        return {"mean": float(values[rows].mean())}
+
+    first = bootstrap_ci(statistics, labels, 200, seed=7)
+    assert first == bootstrap_ci(statistics, labels, 200, seed=7)
+    assert first["mean"]["low"] <= first["mean"]["value"] <= first["mean"]["high"]
+    assert first["mean"]["low"] < first["mean"]["high"]
+
+
+def test_evaluation_report_headline_and_intervals():
+    logits, labels = sample(800, sharpness=4.0)
+    report = evaluation_report(logits, labels, 1.0, CLASSES, n_resamples=100)
+    predicted = logits.argmax(1)
+    accuracy = report["headline"]["accuracy"]
+    assert accuracy["value"] == pytest.approx((predicted == labels).mean())
+    assert accuracy["low"] < accuracy["value"] < accuracy["high"]
+    assert report["images"] == 800 and sum(report["class_counts"].values()) == 800
+    assert np.array(report["confusion"]).sum() == 800
+    assert set(report["headline"]) == {"accuracy", "balanced_accuracy", "macro_f1",
+                                       "macro_auroc", "tumor_auroc", "tumor_sensitivity",
+                                       "tumor_specificity"}

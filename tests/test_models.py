@@ -1,0 +1,158 @@
+"""Models: the one tumour score, the backbone factory, offline weights and checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm
+import torch
+from scipy.special import softmax
+
+from tumorscreen.errors import TumorScreenError
+from tumorscreen.models.backbones import (
+    BACKBONES,
+    LITE0,
+    TINY,
+    build_network,
+    collapse_to_grey,
+    lite0_imagenet_state,
+    map_state_in_order,
+)
+from tumorscreen.models.checkpoint import load_checkpoint, save_checkpoint
+from tumorscreen.models.predict import predict_logits
+from tumorscreen.models.score import CLASSES, NO_TUMOR, class_index, tumor_logit, tumor_score
+from tumorscreen.train.device import autocast
+
+
+def test_tumor_score_is_one_minus_no_tumor_probability():
+    logits = np.random.default_rng(0).normal(0, 3, (50, 4))
+    for temperature in (0.5, 1.0, 2.0):
+        expected = 1 - softmax(logits / temperature, axis=1)[:, NO_TUMOR]
+        np.testing.assert_allclose(tumor_score(logits, temperature), expected, rtol=1e-10)
+        torch_score = tumor_score(torch.tensor(logits), temperature).double().numpy()
+        np.testing.assert_allclose(torch_score, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_tumor_score_stays_finite_and_ordered_at_extremes():
+    logits = np.array([[800.0, 0, -800, 0], [0, 0, 800, 0], [0, 0, 0, 0]])
+    score = tumor_score(logits)
+    assert np.isfinite(score).all() and score[0] == 1.0 and score[1] < 1e-300
+    assert np.isclose(score[2], 0.75)
+    assert tumor_logit(logits)[0] > tumor_logit(logits)[2] > tumor_logit(logits)[1]
+
+
+def test_tumor_score_rejects_non_positive_temperature():
+    with pytest.raises(ValueError, match="temperature"):
+        tumor_score(np.zeros((1, 4)), 0.0)
+
+
+def test_class_index_maps_names_and_refuses_unknown():
+    assert class_index(list(CLASSES)).tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="yes"):
+        class_index(["glioma", "yes"])
+
+
+def test_collapsed_grey_stem_equals_rgb_stem_on_replicated_grey():
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    grey = torch.rand(2, 1, 16, 16)
+    with torch.no_grad():
+        expected = conv(grey.expand(-1, 3, -1, -1))
+        collapse_to_grey(conv)
+        np.testing.assert_allclose(conv(grey), expected, atol=1e-5)
+    assert conv.in_channels == 1 and conv.weight.shape[1] == 1
+
+
+def test_lite0_offline_weights_match_every_key_and_reproduce_the_reference():
+    net, init = build_network(LITE0, 4, pretrained=True)
+    assert "all 296 tensors matched" in init
+    state, _ = lite0_imagenet_state()
+    reference = timm.create_model("tf_efficientnet_lite0", num_classes=1000)
+    reference.load_state_dict(map_state_in_order(state, reference.state_dict()), strict=True)
+    reference.reset_classifier(4)
+    reference.classifier.load_state_dict(net.backbone.classifier.state_dict())
+    grey = torch.rand(2, 1, 96, 96)
+    with torch.no_grad():
+        ours = net.eval()(grey)
+        theirs = reference.eval()((grey - 0.5).div(0.5).expand(-1, 3, -1, -1))
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_state_mapping_refuses_shape_or_count_mismatch():
+    target = {"a": torch.zeros(2, 3), "b": torch.zeros(4)}
+    with pytest.raises(TumorScreenError, match="does not fit"):
+        map_state_in_order({"x": torch.zeros(3, 2), "y": torch.zeros(4)}, target)
+    with pytest.raises(TumorScreenError, match="1 tensors"):
+        map_state_in_order({"x": torch.zeros(2, 3)}, target)
+
+
+@pytest.mark.parametrize("name", [n for n in BACKBONES if n not in (TINY, LITE0)])
+def test_torchvision_backbones_say_when_no_cached_weights(name, tmp_path, monkeypatch,
+                                                          capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    net, init = build_network(name, 4, pretrained=True)
+    assert init.startswith("random init: no cached weights at ")
+    assert f"warning: {name}: random init" in capsys.readouterr().err
+    with torch.no_grad():
+        assert net.eval()(torch.rand(2, 1, 64, 64)).shape == (2, 4)
+
+
+def test_torchvision_backbone_uses_a_cached_weight_file(tmp_path, monkeypatch):
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    source = torchvision.models.resnet18(weights=None)
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(source.state_dict(), tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1])
+    net, init = build_network("resnet18", 4, pretrained=True)
+    assert init.startswith("ImageNet: ")
+    expected = source.layer1[0].conv1.weight
+    assert torch.equal(net.backbone.layer1[0].conv1.weight, expected)
+
+
+def test_unknown_backbone_is_a_clear_error():
+    with pytest.raises(TumorScreenError, match=r"model\.backbone must be one of"):
+        build_network("vit_huge", 4)
+
+
+def test_checkpoint_round_trips_and_refuses_mismatched_weights(tmp_path):
+    torch.manual_seed(0)
+    net, _ = build_network(TINY, 4)
+    config = {"backbone": TINY, "classes": list(CLASSES), "precision": "fp32",
+              "batch_size": 8, "channels_last": False, "dropout": 0.2}
+    save_checkpoint(tmp_path / "ckpt", net, config)
+    loaded, loaded_config = load_checkpoint(tmp_path / "ckpt")
+    assert loaded_config == config
+    images = np.random.default_rng(0).integers(0, 256, (5, 64, 64), dtype=np.uint8)
+    device = torch.device("cpu")
+    np.testing.assert_array_equal(predict_logits(net, images, device, "fp32"),
+                                  predict_logits(loaded, images, device, "fp32"))
+    torch.load(tmp_path / "ckpt" / "model.pt", weights_only=True)  # plain tensors only
+    save_checkpoint(tmp_path / "wrong", net, {**config, "backbone": "resnet18"})
+    with pytest.raises(TumorScreenError, match="weights do not fit resnet18"):
+        load_checkpoint(tmp_path / "wrong")
+    with pytest.raises(TumorScreenError, match="not a checkpoint"):
+        load_checkpoint(tmp_path / "missing")
+
+
+def test_fp32_and_bf16_agree_on_a_bf16_trained_lite0():
+    """The precision trap: a model trained under bf16 autocast must give the same answers
+    in fp32. The grey stem removes the cancelling RGB weights that amplified rounding."""
+    torch.manual_seed(0)
+    net, _ = build_network(LITE0, 4, pretrained=True)
+    images = torch.rand(8, 1, 64, 64)
+    labels = torch.arange(8) % 4
+    optimizer = torch.optim.AdamW(net.parameters(), 1e-3)
+    device = torch.device("cpu")
+    net.train()
+    for _ in range(3):
+        with autocast(device, "bf16"):
+            loss = torch.nn.functional.cross_entropy(net(images).float(), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    test = np.random.default_rng(1).integers(0, 256, (16, 64, 64), dtype=np.uint8)
+    fp32 = softmax(predict_logits(net, test, device, "fp32"), axis=1)
+    bf16 = softmax(predict_logits(net, test, device, "bf16"), axis=1)
+    assert (fp32.argmax(1) == bf16.argmax(1)).mean() >= 0.9
+    assert np.abs(fp32 - bf16).max() < 0.05

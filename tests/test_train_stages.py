@@ -1,0 +1,116 @@
+"""train, calibrate and evaluate in the tiny end-to-end repo."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tests.pipeline import copy_project, dvc, run, stages_run, with_downstream
+from tumorscreen.metrics.calibration import fit_temperature
+from tumorscreen.metrics.report import evaluation_report
+from tumorscreen.models.checkpoint import load_checkpoint
+from tumorscreen.models.predict import checkpoint_logits
+from tumorscreen.models.score import CLASSES
+from tumorscreen.records import sha256_file
+from tumorscreen.train.data import labelled_split
+
+CPU = torch.device("cpu")
+
+
+def read(repo, name: str) -> dict:
+    return json.loads((repo / name).read_text())
+
+
+def logits_of(repo, split: str):
+    model, config = load_checkpoint(repo / "models/base")
+    images = labelled_split(repo / "data/preprocessed", split)
+    return checkpoint_logits(model, config, images.images, CPU), images
+
+
+def test_checkpoint_and_run_record(repo):
+    _, config = load_checkpoint(repo / "models/base")
+    assert config["backbone"] == "tiny_cnn" and config["classes"] == list(CLASSES)
+    assert config["precision"] == "fp32" and config["image_size"] == 128
+    run_info = read(repo, "models/base/run_info.json")
+    assert run_info["device"] == "cpu" and run_info["wall_seconds"] > 0
+    assert run_info["loop_images_per_s"] > 0 and run_info["raw_images_per_s"] > 0
+    assert "torch" in run_info["provenance"]["versions"]
+    curves = repo / "plots/train/plots/metrics"
+    assert {"train_loss.tsv", "val_loss.tsv", "val_accuracy.tsv"} <= {
+        p.name for p in curves.iterdir()}
+
+
+def test_temperature_is_the_library_fit_on_val_logits(repo):
+    logits, val = logits_of(repo, "val")
+    stored = read(repo, "models/calibration.json")
+    assert stored["fitted_on"] == "val" and stored["images"] == len(val)
+    assert stored["temperature"] == pytest.approx(fit_temperature(logits, val.labels), rel=1e-6)
+    metrics = read(repo, "metrics/calibration.json")
+    for side in ("before", "after"):
+        assert set(metrics[side]) == {"nll", "ece", "mce", "brier"}
+    assert metrics["after"]["nll"] <= metrics["before"]["nll"] + 1e-9
+    for name in ("before", "after"):
+        assert (repo / f"plots/calibrate/reliability_{name}.csv").is_file()
+
+
+def test_evaluate_equals_the_library_report_on_test(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())["evaluate"]
+    logits, test = logits_of(repo, "test")
+    temperature = read(repo, "models/calibration.json")["temperature"]
+    expected = evaluation_report(logits, test.labels, temperature, CLASSES,
+                                 params["bootstrap"], params["confidence"], params["seed"])
+    stored = read(repo, "metrics/evaluate.json")
+    assert stored["test"]["headline"] == pytest.approx(expected["headline"])
+    assert stored["test"]["images"] == len(test)
+
+
+def test_leaky_testing_folder_is_reported_apart_and_labelled(repo):
+    leaky = read(repo, "metrics/evaluate.json")["leaky_testing_folder"]
+    assert "Testing folder" in leaky["note"] and "near-duplicates" in leaky["note"]
+    assert leaky["images"] == sum(leaky["images_by_split"].values()) > 0
+    assert set(leaky["images_by_split"]) <= {"train", "val", "test", "excluded"}
+
+
+def test_every_metrics_file_carries_provenance(repo):
+    checkpoint = sha256_file(repo / "models/base/model.pt")
+    for name in ("train", "calibration", "evaluate"):
+        block = read(repo, f"metrics/{name}.json")["provenance"]
+        assert block["checkpoint_sha256"] == checkpoint, name
+        assert block["device"] == "cpu" and "torch" in block["versions"], name
+    evaluate = read(repo, "metrics/evaluate.json")["provenance"]
+    assert evaluate["temperature"] == read(repo, "models/calibration.json")["temperature"]
+    assert evaluate["tta"] is False and "policy" in evaluate and "threshold" in evaluate
+
+
+def test_plots_show_json_has_the_four_plot_ids(repo):
+    shown = json.loads(dvc(repo, "plots", "show", "--json").stdout)
+    assert {"confusion", "roc", "pr", "calibration"} <= set(shown)
+    for plot_id in ("confusion", "roc", "pr", "calibration"):
+        assert not shown[plot_id][0].get("errors"), plot_id
+
+
+def test_predictions_plot_lines_up_with_the_test_split(repo):
+    rows = (repo / "plots/evaluate/predictions.csv").read_text().splitlines()
+    assert rows[0] == "actual,predicted"
+    assert len(rows) - 1 == read(repo, "metrics/evaluate.json")["test"]["images"]
+
+
+def test_training_seed_experiment_reruns_train_and_downstream(repo):
+    before = sha256_file(repo / "models/base/model.pt")
+    result = dvc(repo, "exp", "run", "-S", "train.seed=1")
+    assert stages_run(result.stdout) == with_downstream("train")
+    assert sha256_file(repo / "models/base/model.pt") != before
+    assert np.isfinite(read(repo, "models/calibration.json")["temperature"])
+
+
+def test_implausible_augmentation_param_gives_one_line_and_exit_1(tmp_path):
+    root = copy_project(tmp_path, **{"train.augment.rotation_deg": 90.0})
+    result = run(root, sys.executable, "-m", "stages.train", check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: augment.rotation_deg")

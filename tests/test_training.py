@@ -1,0 +1,154 @@
+"""The training loop on CPU: learning, determinism, the frozen warm-up, augmentation limits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tumorscreen.errors import TumorScreenError
+from tumorscreen.models.backbones import TINY, build_network
+from tumorscreen.train.augment import AugmentConfig, augment_batch
+from tumorscreen.train.device import resolve_device, resolve_precision, seed_everything
+from tumorscreen.train.loop import (
+    TrainConfig,
+    class_weights,
+    fit,
+    make_optimizer,
+    raw_images_per_second,
+)
+
+CPU = torch.device("cpu")
+
+
+def blobs(count: int, seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Four classes told apart by where a bright square sits (one per quadrant)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 4
+    images = rng.integers(0, 60, (count, size, size)).astype(np.uint8)
+    half = size // 2
+    for image, label in zip(images, labels, strict=True):
+        y, x = divmod(int(label), 2)
+        image[y * half + 4:y * half + 12, x * half + 4:x * half + 12] = 230
+    return images, labels.astype(np.int64)
+
+
+def quick_config(**changes) -> TrainConfig:
+    base = {"batch_size": 16, "warmup_epochs": 1, "epochs": 8, "lr": 0.01, "patience": 8,
+            "backbone_lr_scale": 0.5, "augment": {"enabled": False}}
+    return TrainConfig.from_params({**base, **changes})
+
+
+def train_tiny(cfg: TrainConfig):
+    seed_everything(cfg.seed)
+    model, _ = build_network(TINY, 4)
+    return fit(model, blobs(64, 0), blobs(32, 1), cfg, CPU, "fp32")
+
+
+def test_loop_learns_a_simple_task_on_cpu():
+    result = train_tiny(quick_config())
+    losses = [row["train_loss"] for row in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert result.history[result.best_epoch]["val_accuracy"] >= 0.9
+    assert result.train_images > 0 and result.train_seconds > 0
+
+
+def test_same_seed_gives_the_same_metrics_and_weights():
+    first, second = train_tiny(quick_config(epochs=3)), train_tiny(quick_config(epochs=3))
+    drop = ("images_per_s",)
+    strip = [{k: v for k, v in row.items() if k not in drop} for row in first.history]
+    assert strip == [{k: v for k, v in row.items() if k not in drop} for row in second.history]
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(value, second.model.state_dict()[key]), key
+    third = train_tiny(quick_config(epochs=3, seed=1))
+    assert third.history[0]["train_loss"] != first.history[0]["train_loss"]
+
+
+def test_warm_up_trains_only_the_head_and_keeps_batchnorm_statistics():
+    seed_everything(0)
+    model, _ = build_network(TINY, 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, blobs(32, 0), blobs(16, 1), quick_config(epochs=0), CPU, "fp32")
+    head = f"backbone.{model.head}."
+    for key, value in model.state_dict().items():
+        changed = not torch.equal(value, before[key])
+        assert changed == (key.startswith(head)), key
+
+
+def test_fine_tune_rates_put_the_backbone_below_the_head():
+    model, _ = build_network(TINY, 4)
+    groups = make_optimizer(model, quick_config(lr=0.01, backbone_lr_scale=0.1), False)
+    assert [g["lr"] for g in groups.param_groups] == pytest.approx([0.001, 0.01])
+    warm = make_optimizer(model, quick_config(warmup_lr=0.02), True).param_groups
+    assert len(warm) == 1 and warm[0]["lr"] == 0.02
+    assert len(warm[0]["params"]) == len(model.head_parameters())
+
+
+def test_early_stopping_ends_when_val_loss_stops_improving():
+    result = train_tiny(quick_config(epochs=30, patience=2, lr=0.05))
+    assert result.stopped_early and len(result.history) < 31
+    best = min(row["val_loss"] for row in result.history)
+    assert result.history[result.best_epoch]["val_loss"] == best
+
+
+def test_class_weights_and_balanced_sampler():
+    labels = np.array([0] * 6 + [1] * 2 + [2] * 2 + [3] * 2)
+    weights = class_weights(labels, 4)
+    assert weights[labels].mean() == pytest.approx(1.0) and weights[1] == 3 * weights[0]
+    with pytest.raises(TumorScreenError, match="no training images"):
+        class_weights(np.array([0, 1, 2]), 4)
+    result = train_tiny(quick_config(epochs=1, imbalance="balanced_sampler"))
+    assert len(result.history) == 2
+
+
+def test_bad_train_params_are_refused():
+    with pytest.raises(TumorScreenError, match="imbalance"):
+        TrainConfig.from_params({"imbalance": "focal_and_weights"})
+    with pytest.raises(TumorScreenError, match="unknown train params"):
+        TrainConfig.from_params({"learning_rate": 1})
+
+
+@pytest.mark.parametrize(("key", "value"), [("rotation_deg", 90.0), ("scale", 0.5),
+                                            ("translate", 0.3), ("flip_lr", 1.5)])
+def test_implausible_augmentation_is_refused(key, value):
+    with pytest.raises(TumorScreenError, match=key):
+        AugmentConfig.from_params({key: value})
+
+
+def test_flip_is_left_right_only_and_disabled_augmentation_is_identity():
+    images = torch.rand(3, 1, 16, 16)
+    mirror_only = AugmentConfig(flip_lr=1.0, rotation_deg=0, scale=0, translate=0, gamma=0,
+                                contrast=0)
+    flipped = augment_batch(images, mirror_only, torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(flipped, images.flip(-1), atol=1e-5)
+    off = AugmentConfig(enabled=False)
+    assert augment_batch(images, off, torch.Generator()) is images
+
+
+def test_augmented_images_stay_in_range_and_keep_top_and_bottom():
+    images = torch.zeros(64, 1, 32, 32)
+    images[:, :, :8] = 1.0  # bright top band
+    moved = augment_batch(images, AugmentConfig(), torch.Generator().manual_seed(1))
+    assert moved.shape == images.shape and moved.min() >= 0 and moved.max() <= 1
+    assert (moved[:, :, :12].mean((1, 2, 3)) > moved[:, :, 20:].mean((1, 2, 3))).all()
+
+
+def test_device_and_precision_resolution():
+    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
+    assert resolve_precision("auto", CPU) == "fp32"
+    assert resolve_precision("bf16", CPU) == "bf16"
+    with pytest.raises(TumorScreenError, match="precision"):
+        resolve_precision("int8", CPU)
+    with pytest.raises(TumorScreenError, match="device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(TumorScreenError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_raw_throughput_probe_leaves_the_model_untouched():
+    model, _ = build_network(TINY, 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert raw_images_per_second(model, 8, 32, CPU, "fp32", False, steps=2) > 0
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key])
