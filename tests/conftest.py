@@ -47,6 +47,8 @@ def repo(tmp_path_factory) -> Path:
     root = copy_project(tmp_path_factory.mktemp("e2e"))
     run(root, "git", "init", "-q")
     dvc(root, "init", "-q")
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "import the project")  # as a clone has: dvclive needs it
     first = dvc(root, "repro")
     assert stages_run(first.stdout) == set(yaml.safe_load((PROJECT / "dvc.yaml").read_text())
                                            ["stages"])
