@@ -33,7 +33,8 @@ REAL_CPU = {
     "train.probe_steps": 5,
 }
 
-# The same recipe for a CUDA machine: larger input, more epochs, loader workers, AMP.
+# The same recipe for a CUDA machine: larger input, more epochs, loader workers; AMP comes
+# from train.precision: auto.
 GPU = {
     **REAL_CPU,
     "preprocess.size": 224,
@@ -42,8 +43,6 @@ GPU = {
     "train.patience": 5,
     "train.workers": 4,
     "train.pin_memory": True,
-    "train.precision": "auto",
-    "train.device": "auto",
 }
 
 # The ablation's other arm: the same images with every preprocessing step switched off

@@ -84,17 +84,73 @@ def cpu_scaling_block(result: dict) -> str:
             f"{runs}), from `python -m benchmarks.cpu_scaling`.")
 
 
+def _ci(figure: dict) -> str:
+    return f"{figure['value']:.3f} ({figure['low']:.3f}-{figure['high']:.3f})"
+
+
+def train_block(result: dict) -> str:
+    """Markdown table of the training benchmark: one column per preprocessing arm."""
+    arms = result["arms"]
+    names = list(arms)
+
+    def row(label: str, cell) -> str:
+        return f"| {label} | " + " | ".join(cell(arms[a]) for a in names) + " |"
+
+    headline = [("accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy"),
+                ("macro-F1", "macro_f1"), ("macro one-vs-rest AUROC", "macro_auroc"),
+                ("tumour-vs-healthy AUROC (tumor_score)", "tumor_auroc")]
+    lines = ["| internal test (95% bootstrap CI) | " + " | ".join(names) + " |",
+             "|---|" + "---|" * len(names)]
+    lines += [row(label, lambda a, k=key: _ci(a["test"][k])) for label, key in headline]
+    lines += [
+        row("recall per class", lambda a: ", ".join(f"{k} {v:.3f}"
+                                                     for k, v in a["test_recall"].items())),
+        row("test ECE, T = 1 / fitted T (T)", lambda a: f"{a['test_ece']['before']:.3f} / "
+            f"{a['test_ece']['after']:.3f} ({a['temperature']:.2f})"),
+        row("val loss at the best epoch (used to choose)",
+            lambda a: f"{a['val_at_best_epoch']['loss']:.4f}"),
+        row("the dataset's own leaky Testing folder: accuracy (images)",
+            lambda a: f"{a['leaky_testing_folder']['accuracy']:.3f} "
+            f"({a['leaky_testing_folder']['images']:,})"),
+        row("epochs run (best)", lambda a: f"{a['epochs_run']} ({a['best_epoch']})"),
+        row("training loop / raw forward+backward, img/s (ratio)",
+            lambda a: f"{a['throughput']['loop_images_per_s']} / "
+            f"{a['throughput']['raw_images_per_s']} ({a['throughput']['loop_vs_raw']:.2f})"),
+        row("wall time: train / calibrate / evaluate (total, minutes)",
+            lambda a: f"{a['seconds']['train']} s / {a['seconds']['calibrate']} s / "
+            f"{a['seconds']['evaluate']} s ({a['train_calibrate_evaluate_minutes']})"),
+    ]
+    if "better_on_val" in result:
+        lines.append(f"\nBetter on val: **{result['better_on_val']}** "
+                     f"({result['machine']['cpus']} CPUs, profile `{result['profile']}`).")
+    return "\n".join(lines)
+
+
+def profiles_block() -> str:
+    """The one-line command of each real-data profile, rendered from benchmarks/profiles.py."""
+    from benchmarks.profiles import PROFILES, exp_run_command
+
+    return "\n\n".join(f"`{name}`:\n\n```bash\n{exp_run_command(overrides)}\n```"
+                        for name, overrides in PROFILES.items())
+
+
 BLOCKS = {"data_layer": data_layer_block, "preprocess": preprocess_block,
-          "cpu_scaling": cpu_scaling_block}
+          "cpu_scaling": cpu_scaling_block, "train": train_block}
+GENERATED = {"profiles": profiles_block}  # rendered from code, not from a result file
+
+
+def _replace(readme: str, name: str, text: str) -> str:
+    pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
+    return pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), readme)
 
 
 def render(readme: str) -> str:
     """``readme`` with every results block replaced by its rendering from the JSON."""
+    for name, make in GENERATED.items():
+        readme = _replace(readme, name, make())
     for name, block in BLOCKS.items():
         result = json.loads((RESULTS / f"{name}.json").read_text())
-        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
-        readme = pattern.sub(lambda m, r=result, b=block: m.group(1) + b(r) + "\n" + m.group(2),
-                             readme)
+        readme = _replace(readme, name, block(result))
     return readme
 
 

@@ -70,3 +70,11 @@ def with_downstream(*names: str) -> set[str]:
         if grown == chosen:
             return chosen
         chosen = grown
+
+
+def stage_error(root: Path, stage: str) -> str:
+    """Run one stage expecting bad input: exit code 1 and exactly one line on stderr."""
+    result = run(root, sys.executable, "-m", f"stages.{stage}", check=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, (result.returncode, result.stderr)
+    return lines[0]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pandas as pd
 
-from tests.pipeline import copy_project, dvc, run, stages_run, with_downstream
+from tests.pipeline import copy_project, dvc, run, stage_error, stages_run, with_downstream
 
 
 def test_repro_writes_every_output_and_loses_no_row(repo):
@@ -44,7 +43,5 @@ def test_exp_run_on_split_seed_reruns_split_only_and_metrics_diff_works(repo):
 def test_stage_bad_input_gives_one_line_and_exit_1(tmp_path):
     root = copy_project(tmp_path, **{"download.source": "local",
                                      "download.internal.local": str(tmp_path / "nope.zip")})
-    result = run(root, sys.executable, "-m", "stages.download", check=False)
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        f"download: local dataset not found: {tmp_path / 'nope.zip'}"]
+    assert stage_error(root, "download") == (
+        f"download: local dataset not found: {tmp_path / 'nope.zip'}")
