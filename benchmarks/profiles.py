@@ -22,15 +22,17 @@ REAL_CPU = {
     "model.backbone": "efficientnet_lite0",
     "model.pretrained": True,
     "model.dropout": 0.2,
+    "model.drop_path": 0.1,
     "train.batch_size": 32,
     "train.warmup_epochs": 1,
     "train.warmup_lr": 0.003,
     "train.epochs": 6,
-    "train.lr": 0.002,
+    "train.lr": 0.001,
     "train.backbone_lr_scale": 0.2,
+    "train.weight_decay": 0.01,
     "train.patience": 3,
     "train.channels_last": True,
-    "train.probe_steps": 5,
+    "train.probe_steps": 10,
 }
 
 # The same recipe for a CUDA machine: larger input, more epochs, loader workers; AMP comes

@@ -156,3 +156,11 @@ def test_fp32_and_bf16_agree_on_a_bf16_trained_lite0():
     bf16 = softmax(predict_logits(net, test, device, "bf16"), axis=1)
     assert (fp32.argmax(1) == bf16.argmax(1)).mean() >= 0.9
     assert np.abs(fp32 - bf16).max() < 0.05
+
+
+def test_stochastic_depth_adds_no_weights():
+    plain, _ = build_network(LITE0, 4, pretrained=False)
+    deep, _ = build_network(LITE0, 4, pretrained=False, drop_path=0.1)
+    assert plain.state_dict().keys() == deep.state_dict().keys()
+    assert any(type(m).__name__ == "DropPath" for m in deep.modules())
+    assert not any(type(m).__name__ == "DropPath" for m in plain.modules())

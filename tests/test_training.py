@@ -152,3 +152,9 @@ def test_raw_throughput_probe_leaves_the_model_untouched():
     assert raw_images_per_second(model, 8, 32, CPU, "fp32", False, steps=2) > 0
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key])
+
+
+def test_label_smoothing_raises_the_floor_of_the_training_loss():
+    plain = train_tiny(quick_config(epochs=4))
+    smooth = train_tiny(quick_config(epochs=4, label_smoothing=0.2))
+    assert smooth.history[-1]["train_loss"] > plain.history[-1]["train_loss"]

@@ -111,11 +111,12 @@ def map_state_in_order(source: dict[str, torch.Tensor],
     return mapped
 
 
-def efficientnet_lite0(num_classes: int, pretrained: bool, dropout: float) -> tuple[nn.Module,
-                                                                                   str]:
+def efficientnet_lite0(num_classes: int, pretrained: bool, dropout: float,
+                       drop_path: float = 0.0) -> tuple[nn.Module, str]:
     import timm
 
-    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000, drop_rate=dropout)
+    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000, drop_rate=dropout,
+                              drop_path_rate=drop_path)
     init = "random init (pretrained: false)"
     if pretrained:
         state, origin = lite0_imagenet_state()
@@ -151,15 +152,18 @@ def torchvision_backbone(name: str, num_classes: int, pretrained: bool) -> tuple
 
 
 def build_network(backbone: str, num_classes: int, pretrained: bool = True,
-                  dropout: float = 0.2) -> tuple[ScreenNet, str]:
-    """A ScreenNet and a one-line note of how it was initialised (never a silent fallback)."""
+                  dropout: float = 0.2, drop_path: float = 0.0) -> tuple[ScreenNet, str]:
+    """A ScreenNet and a one-line note of how it was initialised (never a silent fallback).
+
+    ``dropout`` applies before the classifier; ``drop_path`` is Lite0's stochastic depth.
+    """
     name = backbone
     if name == TINY:
         layers = tiny_cnn(num_classes, dropout=dropout)
         return (ScreenNet(layers, str(len(layers) - 1), 0.5, 0.25),
                 "random init (tiny CNN, no pretrained weights exist)")
     if name == LITE0:
-        module, init = efficientnet_lite0(num_classes, pretrained, dropout)
+        module, init = efficientnet_lite0(num_classes, pretrained, dropout, drop_path)
         net = ScreenNet(module, "classifier", 0.5, 0.5)  # TF-Lite's own input scaling
     elif name in TORCHVISION:
         module, init = torchvision_backbone(name, num_classes, pretrained)

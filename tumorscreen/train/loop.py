@@ -40,6 +40,7 @@ class TrainConfig:
     lr: float = 1e-3
     backbone_lr_scale: float = 0.1
     weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
     imbalance: str = "class_weights"
     patience: int = 3
     workers: int = 0
@@ -161,7 +162,8 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
                                    generator)
             labels = labels.to(device, non_blocking=True)
             with autocast(device, precision):
-                loss = F.cross_entropy(model(inputs).float(), labels, weight=weights)
+                loss = F.cross_entropy(model(inputs).float(), labels, weight=weights,
+                                       label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
