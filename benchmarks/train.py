@@ -17,13 +17,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.profiles import RAW_IMAGES, REAL_CPU
+from benchmarks.profiles import PREPROCESSING_ARMS, REAL_CPU
 from benchmarks.workspace import PROJECT, SHARED_DATA, make_workspace, run_stage_timed
 from tumorscreen.records import package_versions, read_json, write_json
 
 DATA_STAGES = ("download", "qc", "dedup", "split")
 MODEL_STAGES = ("preprocess", "train", "calibrate", "evaluate")
-ARMS = {"preprocessed": {}, "raw": RAW_IMAGES}
+ARMS = PREPROCESSING_ARMS
 RESULT = PROJECT / "benchmarks" / "results" / "train.json"
 
 

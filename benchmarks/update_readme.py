@@ -112,7 +112,8 @@ def train_block(result: dict) -> str:
         row("the dataset's own leaky Testing folder: accuracy (images)",
             lambda a: f"{a['leaky_testing_folder']['accuracy']:.3f} "
             f"({a['leaky_testing_folder']['images']:,})"),
-        row("epochs run (best)", lambda a: f"{a['epochs_run']} ({a['best_epoch']})"),
+        row("epochs run, warm-up included (best, counted from 0)",
+            lambda a: f"{a['epochs_run']} ({a['best_epoch']})"),
         row("training loop / raw forward+backward, img/s (ratio)",
             lambda a: f"{a['throughput']['loop_images_per_s']} / "
             f"{a['throughput']['raw_images_per_s']} ({a['throughput']['loop_vs_raw']:.2f})"),

@@ -65,6 +65,7 @@ def evaluate(params: dict) -> None:
                                  .sort_index().to_dict()},
         "provenance": provenance(
             test_images_sha256=sha256_file(DATA / "test" / "images.npy"),
+            test_manifest_sha256=sha256_file(DATA / "test" / "manifest.csv"),
             checkpoint_sha256=sha256_file(CHECKPOINT / "model.pt"), temperature=temperature,
             threshold=None, policy="argmax class (threshold policies: threshold stage)",
             tta=False, device=str(device), precision=config["precision"])})

@@ -1,4 +1,7 @@
-from benchmarks.update_readme import BLOCKS, GENERATED, README, render
+import json
+
+from benchmarks.profiles import PREPROCESSING_ARMS, PROFILES, REAL_DATA_ARM
+from benchmarks.update_readme import BLOCKS, GENERATED, README, RESULTS, render
 
 
 def test_readme_results_match_the_benchmark_json():
@@ -6,3 +9,11 @@ def test_readme_results_match_the_benchmark_json():
     for name in (*BLOCKS, *GENERATED):
         assert f"<!-- results:{name} -->" in text and f"<!-- /results:{name} -->" in text
     assert render(text) == text, "README figures differ: run python -m benchmarks.update_readme"
+
+
+def test_real_data_profiles_use_the_preprocessing_arm_that_won_on_val():
+    result = json.loads((RESULTS / "train.json").read_text())
+    assert result["better_on_val"] == REAL_DATA_ARM
+    for overrides in PROFILES.values():
+        for key, value in PREPROCESSING_ARMS[REAL_DATA_ARM].items():
+            assert overrides[key] == value, key
