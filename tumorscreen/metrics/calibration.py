@@ -55,17 +55,19 @@ def reliability_table(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -
     return grouped
 
 
+def _gaps(table: pd.DataFrame) -> pd.Series:
+    return (table["accuracy"] - table["confidence"]).abs()
+
+
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
     """Top-label ECE: sum over bins of (count / N) * |accuracy - mean confidence|."""
     table = reliability_table(probs, labels, n_bins)
-    gaps = (table["accuracy"] - table["confidence"]).abs()
-    return float((gaps * table["count"]).sum() / len(labels))
+    return float((_gaps(table) * table["count"]).sum() / len(labels))
 
 
 def maximum_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
     """Top-label MCE: the largest |accuracy - mean confidence| over non-empty bins."""
-    table = reliability_table(probs, labels, n_bins)
-    return float((table["accuracy"] - table["confidence"]).abs().max())
+    return float(_gaps(reliability_table(probs, labels, n_bins)).max())
 
 
 def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -78,7 +80,8 @@ def calibration_summary(logits: np.ndarray, labels: np.ndarray, temperature: flo
                         n_bins: int = 15) -> dict[str, float]:
     """NLL, ECE, MCE and Brier of (N, K) logits at temperature T."""
     probs = probabilities(logits, temperature)
+    table = reliability_table(probs, labels, n_bins)  # one binning serves ECE and MCE
     return {"nll": nll(logits, labels, temperature),
-            "ece": expected_calibration_error(probs, labels, n_bins),
-            "mce": maximum_calibration_error(probs, labels, n_bins),
+            "ece": float((_gaps(table) * table["count"]).sum() / len(labels)),
+            "mce": float(_gaps(table).max()),
             "brier": brier_score(probs, labels)}

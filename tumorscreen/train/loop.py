@@ -156,7 +156,7 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
             schedule = None if frozen else torch.optim.lr_scheduler.CosineAnnealingLR(
                 optimizer, T_max=finetune_steps)
         set_frozen_backbone(model, frozen)
-        start, total_loss, images_seen = time.perf_counter(), 0.0, 0
+        start, total_loss, images_seen = time.perf_counter(), torch.zeros((), device=device), 0
         for batch, labels in loader:
             inputs = augment_batch(to_input(batch, device, cfg.channels_last), cfg.augment,
                                    generator)
@@ -170,14 +170,14 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
             scaler.update()
             if schedule is not None:
                 schedule.step()
-            total_loss += loss.item() * len(labels)
+            total_loss += loss.detach() * len(labels)  # no per-step host sync on CUDA
             images_seen += len(labels)
         elapsed = time.perf_counter() - start
         if not frozen:
             seconds, seen = seconds + elapsed, seen + images_seen
         scores = evaluate_split(model, *val, device, precision, cfg)
         row = {"epoch": epoch, "frozen": float(frozen),
-               "train_loss": total_loss / max(images_seen, 1),
+               "train_loss": total_loss.item() / max(images_seen, 1),
                "images_per_s": images_seen / max(elapsed, 1e-9),
                "lr": optimizer.param_groups[-1]["lr"],
                **{f"val_{key}": value for key, value in scores.items()}}
