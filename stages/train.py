@@ -5,9 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from dvclive import Live
-
-from stages._run import run_stage
+from stages._run import epoch_curves, run_stage
 from tumorscreen.models.backbones import build_network
 from tumorscreen.models.checkpoint import save_checkpoint
 from tumorscreen.models.score import CLASSES
@@ -35,12 +33,7 @@ def train(params: dict) -> None:
     model, init = build_network(**params["model"], num_classes=len(CLASSES))
     train_set, val_set = labelled_split(DATA, "train"), labelled_split(DATA, "val")
     start = time.perf_counter()
-    with Live(str(CURVES), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        def log(row: dict[str, float]) -> None:
-            for name, value in row.items():
-                live.log_metric(name, value, plot=name != "epoch")
-            live.next_step()
-
+    with epoch_curves(CURVES) as log:
         result = fit(model, (train_set.images, train_set.labels),
                      (val_set.images, val_set.labels), cfg, device, precision, log)
     wall = time.perf_counter() - start

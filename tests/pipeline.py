@@ -42,6 +42,7 @@ def copy_project(dest: Path, **overrides) -> Path:
                                external_per_label=8)
     params["train"].update(epochs=3, patience=3, probe_steps=1)
     params["evaluate"].update(bootstrap=50)
+    params["evaluate_external"].update(bootstrap=50)
     for dotted, value in overrides.items():
         set_dotted(params, dotted, value)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

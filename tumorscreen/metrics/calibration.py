@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
 from tumorscreen.errors import TumorScreenError
+from tumorscreen.models.score import tumor_logit
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 
@@ -23,18 +26,33 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
     return float(-log_p[np.arange(len(labels)), labels].mean())
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The T minimising val NLL, searched over log T with bounded Brent (NLL is convex in 1/T,
-    so the bounded 1-D search converges to the optimum)."""
-    if len(labels) == 0:
+def _minimise_over_log_t(loss: Callable[[float], float], count: int) -> float:
+    if count == 0:
         raise TumorScreenError("cannot fit a temperature on zero images")
     low, high = np.log(TEMPERATURE_BOUNDS)
-    result = minimize_scalar(lambda log_t: nll(logits, labels, float(np.exp(log_t))),
-                             bounds=(low, high), method="bounded",
-                             options={"xatol": 1e-6, "maxiter": 500})
+    result = minimize_scalar(lambda log_t: loss(float(np.exp(log_t))), bounds=(low, high),
+                             method="bounded", options={"xatol": 1e-6, "maxiter": 500})
     if not result.success:
         raise TumorScreenError(f"temperature fit did not converge: {result.message}")
     return float(np.exp(result.x))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The T minimising val NLL, searched over log T with bounded Brent (NLL is convex in 1/T,
+    so the bounded 1-D search converges to the optimum)."""
+    return _minimise_over_log_t(lambda t: nll(logits, labels, t), len(labels))
+
+
+def tumor_nll(logits: np.ndarray, positives: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean binary NLL of (N,) bool tumour labels under ``tumor_score((N, K) logits, T)``."""
+    logit = tumor_logit(logits, temperature)
+    return float(np.mean(np.logaddexp(0.0, np.where(positives, -logit, logit))))
+
+
+def fit_tumor_temperature(logits: np.ndarray, positives: np.ndarray) -> float:
+    """The T minimising the binary NLL of the tumour score, for sites labelled only
+    tumour/healthy (same bounded search over log T)."""
+    return _minimise_over_log_t(lambda t: tumor_nll(logits, positives, t), len(positives))
 
 
 def _bins(confidence: np.ndarray, n_bins: int) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -17,24 +19,27 @@ def to_input(batch: torch.Tensor, device: torch.device, channels_last: bool) -> 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, device: torch.device,
-                   precision: str, batch_size: int = 64,
-                   channels_last: bool = False) -> np.ndarray:
-    """Logits of (N, S, S) uint8 images -> (N, K) float32, in eval mode, in input order."""
+                   precision: str, batch_size: int = 64, channels_last: bool = False,
+                   view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
+    """Logits of (N, S, S) uint8 images -> (N, K) float32, in eval mode, in input order;
+    ``view`` maps each (B, 1, S, S) input batch first (test-time augmentation)."""
     model.eval().to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+        inputs = to_input(batch, device, channels_last)
         with autocast(device, precision):
-            outputs.append(model(to_input(batch, device, channels_last)).float().cpu())
+            outputs.append(model(view(inputs) if view else inputs).float().cpu())
     if not outputs:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.cat(outputs).numpy()
 
 
 def checkpoint_logits(model: nn.Module, config: dict, images: np.ndarray,
-                      device: torch.device) -> np.ndarray:
+                      device: torch.device,
+                      view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
     """Logits at the checkpoint's own training precision and memory format."""
     return predict_logits(model, images, device, config["precision"], 2 * config["batch_size"],
-                          config["channels_last"])
+                          config["channels_last"], view)

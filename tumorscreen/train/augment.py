@@ -47,6 +47,14 @@ def _uniform(count: int, half_width: float, generator: torch.Generator) -> torch
     return (torch.rand(count, generator=generator) * 2 - 1) * half_width
 
 
+def warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """(N, 1, S, S) images through (N, 2, 3) affine maps in [-1, 1] coordinates, zero fill."""
+    grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape),
+                         align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False)
+
+
 def augment_batch(images: torch.Tensor, cfg: AugmentConfig,
                   generator: torch.Generator) -> torch.Tensor:
     """Augment (N, 1, S, S) float images in [0, 1]; returns a new tensor of the same shape."""
@@ -63,10 +71,7 @@ def augment_batch(images: torch.Tensor, cfg: AugmentConfig,
     theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], dim=1),
                          torch.stack([sin * flip, cos, shift[:, 1]], dim=1)], dim=1)
     device = images.device
-    grid = F.affine_grid(theta.to(device, images.dtype), list(images.shape), align_corners=False)
-    moved = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
-                          align_corners=False)
-    moved = moved.clamp(0.0, 1.0) ** gamma.to(device, images.dtype).view(-1, 1, 1, 1)
+    moved = warp(images, theta).clamp(0.0, 1.0) ** gamma.to(device, images.dtype).view(-1, 1, 1, 1)
     mean = moved.mean(dim=(1, 2, 3), keepdim=True)
     factor = contrast.to(device, images.dtype).view(-1, 1, 1, 1)
     return ((moved - mean) * factor + mean).clamp(0.0, 1.0)

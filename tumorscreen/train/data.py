@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tumorscreen.data.layout import INTERNAL
+from tumorscreen.data.layout import EXTERNAL, INTERNAL
 from tumorscreen.data.store import load_split
 from tumorscreen.errors import TumorScreenError
 from tumorscreen.imaging.qc import REJECT
@@ -19,7 +19,7 @@ from tumorscreen.models.score import class_index
 @dataclass(frozen=True)
 class LabelledImages:
     images: np.ndarray  # (N, S, S) uint8
-    labels: np.ndarray  # (N,) int64 indices into CLASSES
+    labels: np.ndarray  # (N,) int64: indices into CLASSES, or 1/0 tumour for the site
     manifest: pd.DataFrame  # N rows, in array order
 
     def __len__(self) -> int:
@@ -31,16 +31,27 @@ class LabelledImages:
                               self.manifest[keep].reset_index(drop=True))
 
 
-def labelled_split(root: str | Path, split: str, required: bool = True) -> LabelledImages:
-    """The usable (not rejected) internal-dataset images of one split, loaded into memory."""
+def _usable(root: str | Path, split: str, dataset: str,
+            required: bool) -> tuple[np.ndarray, pd.DataFrame]:
     arrays = load_split(root, split, mmap=True)
     keep = ((arrays.manifest["preprocess_decision"] != REJECT)
-            & (arrays.manifest["dataset"] == INTERNAL)).to_numpy()
+            & (arrays.manifest["dataset"] == dataset)).to_numpy()
     manifest = arrays.manifest[keep].reset_index(drop=True)
     if required and len(manifest) == 0:
-        raise TumorScreenError(f"split '{split}' has no usable images")
-    return LabelledImages(np.asarray(arrays.images[keep]), class_index(manifest["label"]),
-                          manifest)
+        raise TumorScreenError(f"split '{split}' has no usable {dataset} images")
+    return np.asarray(arrays.images[keep]), manifest
+
+
+def labelled_split(root: str | Path, split: str, required: bool = True) -> LabelledImages:
+    """The usable (not rejected) internal-dataset images of one split, loaded into memory."""
+    images, manifest = _usable(root, split, INTERNAL, required)
+    return LabelledImages(images, class_index(manifest["label"]), manifest)
+
+
+def site_split(root: str | Path, split: str) -> LabelledImages:
+    """The usable external-site images of one split; labels are 1 tumour, 0 healthy."""
+    images, manifest = _usable(root, split, EXTERNAL, required=True)
+    return LabelledImages(images, manifest["tumor"].to_numpy(np.int64), manifest)
 
 
 def concatenate(parts: list[LabelledImages]) -> LabelledImages:

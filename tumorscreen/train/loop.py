@@ -110,13 +110,31 @@ def set_frozen_backbone(model: ScreenNet, frozen: bool) -> None:
         model.backbone.get_submodule(model.head).train()
 
 
+def differential_optimizer(model: ScreenNet, lr: float, backbone_lr_scale: float,
+                           weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW with the backbone at ``lr * backbone_lr_scale`` and the head at ``lr``."""
+    groups = [{"params": model.backbone_parameters(), "lr": lr * backbone_lr_scale},
+              {"params": model.head_parameters(), "lr": lr}]
+    return torch.optim.AdamW(groups, weight_decay=weight_decay)
+
+
 def make_optimizer(model: ScreenNet, cfg: TrainConfig, frozen: bool) -> torch.optim.Optimizer:
     if frozen:
-        groups = [{"params": model.head_parameters(), "lr": cfg.warmup_lr}]
-    else:
-        groups = [{"params": model.backbone_parameters(), "lr": cfg.lr * cfg.backbone_lr_scale},
-                  {"params": model.head_parameters(), "lr": cfg.lr}]
-    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW([{"params": model.head_parameters(), "lr": cfg.warmup_lr}],
+                                 weight_decay=cfg.weight_decay)
+    return differential_optimizer(model, cfg.lr, cfg.backbone_lr_scale, cfg.weight_decay)
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler,
+                   schedule: torch.optim.lr_scheduler.LRScheduler | None) -> None:
+    """One backward pass and update (loss scaling for fp16), then the per-step schedule."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    if schedule is not None:
+        schedule.step()
 
 
 def evaluate_split(model: nn.Module, images: np.ndarray, labels: np.ndarray,
@@ -164,12 +182,7 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
             with autocast(device, precision):
                 loss = F.cross_entropy(model(inputs).float(), labels, weight=weights,
                                        label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if schedule is not None:
-                schedule.step()
+            optimizer_step(loss, optimizer, scaler, schedule)
             total_loss += loss.detach() * len(labels)  # no per-step host sync on CUDA
             images_seen += len(labels)
         elapsed = time.perf_counter() - start

@@ -1,0 +1,1 @@
+"""Clinical decisions on the tumour score: threshold policies and the review band."""
