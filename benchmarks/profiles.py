@@ -26,11 +26,13 @@ PREPROCESSING_ARMS = {
 REAL_DATA_ARM = "raw"
 
 # Lite0 from the offline ImageNet weights, sized for a 2-core CPU (train + calibrate +
-# evaluate well under 30 minutes); every setting here was chosen on the val split.
+# evaluate under 30 minutes); the training settings were chosen on the val split (224 px
+# and three full epochs beat 160 px and six on val loss at a similar wall time), and
+# fine-tuning keeps its best epoch on the external tune split.
 REAL_CPU = {
     **REAL_DATA,
     **PREPROCESSING_ARMS[REAL_DATA_ARM],
-    "preprocess.size": 160,
+    "preprocess.size": 224,
     "model.backbone": "efficientnet_lite0",
     "model.pretrained": True,
     "model.dropout": 0.2,
@@ -38,13 +40,18 @@ REAL_CPU = {
     "train.batch_size": 32,
     "train.warmup_epochs": 1,
     "train.warmup_lr": 0.003,
-    "train.epochs": 6,
+    "train.epochs": 3,
     "train.lr": 0.001,
     "train.backbone_lr_scale": 0.2,
     "train.weight_decay": 0.01,
     "train.patience": 3,
     "train.channels_last": True,
     "train.probe_steps": 10,
+    "finetune.lr": 0.001,
+    "finetune.backbone_lr_scale": 0.2,
+    "finetune.weight_decay": 0.01,
+    "finetune.epochs": 8,
+    "finetune.patience": 3,
 }
 
 # The same recipe for a CUDA machine: larger input, more epochs, loader workers; AMP comes

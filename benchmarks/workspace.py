@@ -6,6 +6,8 @@ benchmark measures exactly the stages users run.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +20,16 @@ from tumorscreen.params import set_dotted
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT.parent / "shared" / "data"
+GIT_IDENTITY = {f"GIT_{role}_{field}": value for role in ("AUTHOR", "COMMITTER")
+                for field, value in (("NAME", "benchmark"), ("EMAIL", "benchmark@localhost"))}
+
+
+def write_params(root: Path, overrides: dict[str, Any]) -> None:
+    """The project's params.yaml with dotted-key overrides, written into ``root``."""
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    for key, value in overrides.items():
+        set_dotted(params, key, value)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def make_workspace(root: Path, overrides: dict[str, Any]) -> Path:
@@ -27,10 +39,32 @@ def make_workspace(root: Path, overrides: dict[str, Any]) -> Path:
         link = root / name
         if not link.exists():
             link.symlink_to(PROJECT / name)
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    for key, value in overrides.items():
-        set_dotted(params, key, value)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(root, overrides)
+    return root
+
+
+def run_timed(root: Path, *command: str) -> tuple[float, str]:
+    """Run a command in ``root``; (wall seconds, stdout). Raises on a non-zero exit."""
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=root, check=True, capture_output=True, text=True,
+                            env={**os.environ, **GIT_IDENTITY, "DVC_NO_ANALYTICS": "1"})
+    return time.perf_counter() - start, result.stdout
+
+
+def make_dvc_repo(root: Path, overrides: dict[str, Any]) -> Path:
+    """A git+DVC repo holding a copy of the project's code and pipeline, params overridden,
+    committed as a clone would be."""
+    root.mkdir(parents=True, exist_ok=True)
+    for folder in ("stages", "tumorscreen"):
+        shutil.copytree(PROJECT / folder, root / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(PROJECT / name, root / name)
+    write_params(root, overrides)
+    for command in (("git", "init", "-q"), (sys.executable, "-m", "dvc", "init", "-q"),
+                    ("git", "add", "-A"),
+                    ("git", "commit", "-qm", "benchmark workspace")):
+        run_timed(root, *command)
     return root
 
 
