@@ -2,6 +2,8 @@
 real_cpu profile, ``dvc repro`` of the whole DAG, then the policy experiment.
 
 Usage: python -m benchmarks.external [--workdir DIR]
+(an existing DIR from an earlier run is reused: ``dvc repro`` then runs only the stages
+whose code or params changed, and the result says so)
 1. ``dvc repro``: download -> ... -> train -> calibrate -> finetune -> threshold ->
    evaluate_external, wall clock;
 2. ``dvc exp run -S threshold.policy=min_fn_at_fp``: which stages reran, wall clock.
@@ -67,13 +69,15 @@ def main() -> None:
                  "download.external.local": str(SHARED_DATA / "navoneel-brain-mri.zip")}
     dvc = (sys.executable, "-m", "dvc")
     with tempfile.TemporaryDirectory(prefix="tumorscreen-external-") as tmp:
+        reused = args.workdir is not None and (args.workdir / ".dvc").is_dir()
         root = make_dvc_repo(args.workdir or Path(tmp), overrides)
-        repro_seconds, _ = run_timed(root, *dvc, "repro")
+        repro_seconds, output = run_timed(root, *dvc, "repro")
         finetune = read_json(root / "metrics/finetune.json")
         results: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
             "versions": package_versions(), "profile": "real_cpu",
-            "repro_minutes": round(repro_seconds / 60, 2),
+            "repro_minutes": round(repro_seconds / 60, 2), "reused_workspace": reused,
+            "repro_stages_run": stages_run(output),
             "finetune": {key: finetune[key] for key in
                          ("best_epoch", "epochs_run", "kept_base", "adapt_images",
                           "tune_images", "temperature", "tune")},

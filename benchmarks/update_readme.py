@@ -127,6 +127,46 @@ def train_block(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _wilson(figure: dict) -> str:
+    if figure["value"] is None:
+        return "-"
+    return f"{figure['value']:.3f} ({figure['low']:.3f}-{figure['high']:.3f})"
+
+
+def external_block(result: dict) -> str:
+    """Markdown table of the external benchmark: every holdout matrix row under the
+    profile's policy, then the policy experiment's rerun."""
+    holdout = result["holdout"]
+    lines = ["| model, TTA, calibration | threshold (T) | AUROC | sensitivity | specificity | "
+             "TP / FP / TN / FN | band coverage: sens. / spec. on accepted |",
+             "|---|---|---|---|---|---|---|"]
+    for key, row in holdout["rows"].items():
+        counts, review = row["counts"], row["review"]
+        lines.append(
+            f"| {key.replace('|', ', ')} | {row['threshold']:.4f} ({row['temperature']:.2f}) "
+            f"| {_wilson(row['auroc'])} | {_wilson(row['sensitivity'])} "
+            f"| {_wilson(row['specificity'])} "
+            f"| {counts['tp']} / {counts['fp']} / {counts['tn']} / {counts['fn']} "
+            f"| {review['coverage']:.2f}: {_wilson(review['accepted_sensitivity'])} / "
+            f"{_wilson(review['accepted_specificity'])} |")
+    experiment, tune = result["policy_experiment"], result["finetune"]["tune"]
+    repro = (f"`dvc repro` of the whole DAG: {result['repro_minutes']} min"
+             if not result["reused_workspace"] else
+             f"Last `dvc repro` in a reused workspace ran {', '.join(result['repro_stages_run'])}"
+             f" ({result['repro_minutes']} min)")
+    lines += [
+        "",
+        f"Policy `{holdout['policy']}` {holdout['inputs']}, fitted on tune; holdout "
+        f"{holdout['holdout_images']} images ({holdout['holdout_tumour']} tumour). Fine-tuning "
+        f"kept epoch {result['finetune']['best_epoch']} of {result['finetune']['epochs_run']} "
+        f"(tune loss {tune['base']['loss']:.3f} -> {tune['finetuned']['loss']:.3f}, tune AUROC "
+        f"{tune['base']['auroc']:.3f} -> {tune['finetuned']['auroc']:.3f}). {repro}. "
+        f"`{experiment['command']}` reran "
+        f"{', '.join(experiment['stages_run'])} in {experiment['seconds']} s "
+        f"({result['machine']['cpus']} CPUs)."]
+    return "\n".join(lines)
+
+
 def profiles_block() -> str:
     """The one-line command of each real-data profile, rendered from benchmarks/profiles.py."""
     from benchmarks.profiles import PROFILES, exp_run_command
@@ -136,7 +176,7 @@ def profiles_block() -> str:
 
 
 BLOCKS = {"data_layer": data_layer_block, "preprocess": preprocess_block,
-          "cpu_scaling": cpu_scaling_block, "train": train_block}
+          "cpu_scaling": cpu_scaling_block, "train": train_block, "external": external_block}
 GENERATED = {"profiles": profiles_block}  # rendered from code, not from a result file
 
 

@@ -53,17 +53,20 @@ def run_timed(root: Path, *command: str) -> tuple[float, str]:
 
 def make_dvc_repo(root: Path, overrides: dict[str, Any]) -> Path:
     """A git+DVC repo holding a copy of the project's code and pipeline, params overridden,
-    committed as a clone would be."""
+    committed as a clone would be. An existing one gets the current code and params, so
+    the next ``dvc repro`` runs only the stages whose inputs changed."""
+    existing = (root / ".dvc").is_dir()
     root.mkdir(parents=True, exist_ok=True)
     for folder in ("stages", "tumorscreen"):
-        shutil.copytree(PROJECT / folder, root / folder,
+        shutil.copytree(PROJECT / folder, root / folder, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy(PROJECT / name, root / name)
     write_params(root, overrides)
-    for command in (("git", "init", "-q"), (sys.executable, "-m", "dvc", "init", "-q"),
-                    ("git", "add", "-A"),
-                    ("git", "commit", "-qm", "benchmark workspace")):
+    setup = [] if existing else [("git", "init", "-q"),
+                                 (sys.executable, "-m", "dvc", "init", "-q")]
+    for command in (*setup, ("git", "add", "-A"),
+                    ("git", "commit", "-qm", "benchmark workspace", "--allow-empty")):
         run_timed(root, *command)
     return root
 

@@ -20,6 +20,7 @@ from tumorscreen.train.data import site_split
 from tumorscreen.train.device import resolve_device
 
 PLOTS = Path("plots/external")
+VIEWS = Path("models/views_holdout.npz")  # logits kept between runs (persist)
 METRICS = Path("metrics/external.json")
 
 
@@ -28,7 +29,8 @@ def evaluate_external(params: dict) -> None:
     device = resolve_device(params["train"]["device"])
     holdout = site_split(DATA, "holdout")
     positives = holdout.labels.astype(bool)
-    views = model_views(SITE_MODELS, holdout.images, device, fitted["tta_rotation_deg"])
+    views = model_views(SITE_MODELS, holdout.images, device, fitted["tta_rotation_deg"],
+                        VIEWS)
     stale = [name for name, v in views.items()
              if v.checkpoint_sha256 != fitted["checkpoint_sha256"][name]]
     if stale:

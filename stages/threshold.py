@@ -16,6 +16,7 @@ from tumorscreen.records import provenance, sha256_file, write_json
 from tumorscreen.train.data import site_split
 from tumorscreen.train.device import resolve_device
 
+VIEWS = Path("models/views_tune.npz")  # logits kept between runs (persist)
 METRICS = Path("metrics/threshold.json")
 
 
@@ -24,7 +25,8 @@ def threshold(params: dict) -> None:
     device = resolve_device(params["train"]["device"])
     tune = site_split(DATA, "tune")
     positives = tune.labels.astype(bool)
-    views = model_views(SITE_MODELS, tune.images, device, params["tta"]["rotation_deg"])
+    views = model_views(SITE_MODELS, tune.images, device, params["tta"]["rotation_deg"],
+                        VIEWS)
     rows = {}
     for variant in matrix():
         scores = variant_scores(views[variant.model].logits, variant,

@@ -186,3 +186,22 @@ def test_fine_tuning_improves_holdout_auroc_on_the_shifted_synthetic_site(tmp_pa
     for tta in ("off", "on"):
         assert auroc[f"finetuned|tta={tta}|calibration=on"] > \
             auroc[f"base|tta={tta}|calibration=on"], tta
+
+
+def test_view_logits_cache_serves_only_the_same_weights_images_and_views(repo, tmp_path,
+                                                                         monkeypatch):
+    import tumorscreen.policy.matrix as matrix_module
+
+    tune = site_split(repo / "data/preprocessed", "tune")
+    cache = tmp_path / "views.npz"
+    first = model_views(models_of(repo), tune.images, CPU, 5.0, cache)
+
+    def recomputed(*args):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(matrix_module, "view_logits", recomputed)
+    again = model_views(models_of(repo), tune.images, CPU, 5.0, cache)
+    assert all(np.array_equal(first[name].logits, again[name].logits) for name in first)
+    for rotation, images in ((4.0, tune.images), (5.0, tune.images[::-1])):
+        with pytest.raises(AssertionError, match="recomputed"):
+            model_views(models_of(repo), images, CPU, rotation, cache)

@@ -3,6 +3,8 @@ every model, and the tumour scores of each row."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -55,17 +57,36 @@ class ModelViews:
     checkpoint_sha256: str
 
 
+def views_key(checkpoint_sha256: dict[str, str], images: np.ndarray,
+              rotation_deg: float) -> str:
+    """What view logits depend on: the weights, the exact images and the TTA views."""
+    digest = hashlib.sha256(json.dumps([checkpoint_sha256, rotation_deg],
+                                       sort_keys=True).encode())
+    digest.update(np.ascontiguousarray(images).tobytes())
+    return digest.hexdigest()
+
+
 def model_views(checkpoints: dict[str, tuple[Path, Path]], images: np.ndarray,
-                device: torch.device, rotation_deg: float) -> dict[str, ModelViews]:
+                device: torch.device, rotation_deg: float,
+                cache: Path | None = None) -> dict[str, ModelViews]:
     """Each named (checkpoint folder, calibration JSON) model's TTA view logits on (N, S, S)
-    uint8 images, with its temperature and checkpoint hash."""
-    views = {}
-    for name, (folder, calibration) in checkpoints.items():
-        model, config = load_checkpoint(folder)
-        views[name] = ModelViews(view_logits(model, config, images, device, rotation_deg),
-                                 float(read_json(calibration)["temperature"]),
-                                 sha256_file(Path(folder) / WEIGHTS))
-    return views
+    uint8 images, with its temperature and checkpoint hash.
+
+    ``cache`` (an .npz) keeps the logits between runs, keyed by ``views_key``: a policy
+    experiment then refits thresholds without running the networks again."""
+    hashes = {name: sha256_file(Path(folder) / WEIGHTS)
+              for name, (folder, _) in checkpoints.items()}
+    key = views_key(hashes, images, rotation_deg)
+    stored = np.load(cache) if cache is not None and cache.is_file() else None
+    if stored is None or str(stored["key"]) != key:
+        stored = {name: view_logits(*load_checkpoint(folder), images, device, rotation_deg)
+                  for name, (folder, _) in checkpoints.items()}
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, key=np.array(key), **stored)
+    return {name: ModelViews(np.asarray(stored[name]),
+                             float(read_json(calibration)["temperature"]), hashes[name])
+            for name, (_, calibration) in checkpoints.items()}
 
 
 def _with_ci(figure: dict) -> str:
