@@ -85,6 +85,8 @@ def cpu_scaling_block(result: dict) -> str:
 
 
 def _ci(figure: dict) -> str:
+    if figure["value"] is None:
+        return "-"
     return f"{figure['value']:.3f} ({figure['low']:.3f}-{figure['high']:.3f})"
 
 
@@ -127,12 +129,6 @@ def train_block(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _wilson(figure: dict) -> str:
-    if figure["value"] is None:
-        return "-"
-    return f"{figure['value']:.3f} ({figure['low']:.3f}-{figure['high']:.3f})"
-
-
 def external_block(result: dict) -> str:
     """Markdown table of the external benchmark: every holdout matrix row under the
     profile's policy, then the policy experiment's rerun."""
@@ -144,11 +140,11 @@ def external_block(result: dict) -> str:
         counts, review = row["counts"], row["review"]
         lines.append(
             f"| {key.replace('|', ', ')} | {row['threshold']:.4f} ({row['temperature']:.2f}) "
-            f"| {_wilson(row['auroc'])} | {_wilson(row['sensitivity'])} "
-            f"| {_wilson(row['specificity'])} "
+            f"| {_ci(row['auroc'])} | {_ci(row['sensitivity'])} "
+            f"| {_ci(row['specificity'])} "
             f"| {counts['tp']} / {counts['fp']} / {counts['tn']} / {counts['fn']} "
-            f"| {review['coverage']:.2f}: {_wilson(review['accepted_sensitivity'])} / "
-            f"{_wilson(review['accepted_specificity'])} |")
+            f"| {review['coverage']:.2f}: {_ci(review['accepted_sensitivity'])} / "
+            f"{_ci(review['accepted_specificity'])} |")
     experiment, tune = result["policy_experiment"], result["finetune"]["tune"]
     repro = (f"`dvc repro` of the whole DAG: {result['repro_minutes']} min"
              if not result["reused_workspace"] else
@@ -164,6 +160,38 @@ def external_block(result: dict) -> str:
         f"`{experiment['command']}` reran "
         f"{', '.join(experiment['stages_run'])} in {experiment['seconds']} s "
         f"({result['machine']['cpus']} CPUs)."]
+    return "\n".join(lines)
+
+
+def _mean(figure: dict) -> str:
+    return "-" if figure["mean"] is None else f"{figure['mean']:.3f} (n={figure['count']})"
+
+
+def audit_block(result: dict) -> str:
+    """Markdown table of the audit benchmark: focus and lift for correct vs wrong answers on
+    the internal test and the external holdout, then the dashboard and the synthetic DAG."""
+    real = result["real"]
+    lines = ["| set (model) | accuracy | mean confidence: correct / wrong | focus: correct / "
+             "wrong | lift: correct / wrong | focus: FN / FP | mask area share |",
+             "|---|---|---|---|---|---|---|"]
+    for name, s in real["sets"].items():
+        focus, lift, confidence = s["focus_tumour"], s["lift_tumour"], s["mean_confidence"]
+        lines.append(
+            f"| {name} ({s['model']}, {s['images']} images) | {s['accuracy']:.3f} "
+            f"| {confidence['correct']:.3f} / {confidence['wrong']:.3f} "
+            f"| {_mean(focus['correct'])} / {_mean(focus['wrong'])} "
+            f"| {_mean(lift['correct'])} / {_mean(lift['wrong'])} "
+            f"| {_mean(focus['fn'])} / {_mean(focus['fp'])} | {s['mask_share_mean']:.3f} |")
+    board, synthetic = real["dashboard"], result["synthetic_repro"]
+    lines += [
+        "",
+        f"Focus: share of the tumour-score Grad-CAM's energy inside the brain mask "
+        f"({real['mask_source']}); lift: focus / the mask's area share. Target layer "
+        f"`{real['target_layer']}`, holdout policy `{real['policy']}`. Dashboard: "
+        f"{board['bytes'] / 1e6:.1f} MB, {board['figures_drawn']} figures drawn in headless "
+        f"Chromium, {board['browser_errors']} browser errors. `dvc repro` of the whole "
+        f"synthetic DAG from scratch ({len(synthetic['stages_run'])} stages, download through "
+        f"report): {synthetic['minutes']} min ({result['machine']['cpus']} CPUs)."]
     return "\n".join(lines)
 
 

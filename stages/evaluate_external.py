@@ -1,5 +1,6 @@
 """evaluate_external: every row of the external matrix on the frozen holdout, each at the
-threshold and review band its policy chose on tune. The only stage that reads the holdout."""
+threshold and review band its policy chose on tune. The holdout's only other reader is
+audit, downstream, which explains these answers and chooses nothing."""
 
 from __future__ import annotations
 

@@ -23,15 +23,19 @@ h2{border-bottom:1px solid #ccc;padding-bottom:.2rem}
 """
 
 
-def png_data_uri(image8: np.ndarray, side: int = 160) -> str:
-    """A PNG data URI of a (H, W) or (H, W, 3) BGR uint8 image scaled to fit ``side`` pixels."""
+MIME = {".png": "image/png", ".jpg": "image/jpeg"}
+
+
+def image_data_uri(image8: np.ndarray, side: int = 160, ext: str = ".png") -> str:
+    """A data URI of a (H, W) or (H, W, 3) BGR uint8 image scaled to fit ``side`` pixels,
+    encoded as ``ext`` (.png, or .jpg for colour pictures where size matters)."""
     scale = side / max(image8.shape[:2])
     size = (max(1, round(image8.shape[1] * scale)), max(1, round(image8.shape[0] * scale)))
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
-    ok, png = cv2.imencode(".png", cv2.resize(image8, size, interpolation=interpolation))
+    ok, encoded = cv2.imencode(ext, cv2.resize(image8, size, interpolation=interpolation))
     if not ok:
         return ""
-    return "data:image/png;base64," + base64.b64encode(np.asarray(png).tobytes()).decode()
+    return f"data:{MIME[ext]};base64," + base64.b64encode(np.asarray(encoded).tobytes()).decode()
 
 
 def thumbnail_uri(path: Path, max_pixels: int, side: int = 160) -> str:
@@ -40,7 +44,7 @@ def thumbnail_uri(path: Path, max_pixels: int, side: int = 160) -> str:
         gray = to_uint8(decode_image(path, max_pixels).gray)
     except (ImageDecodeError, OSError):
         return ""
-    return png_data_uri(gray, side)
+    return image_data_uri(gray, side)
 
 
 def _card(row: pd.Series, raw_dir: Path, max_pixels: int) -> str:

@@ -13,7 +13,7 @@ import pandas as pd
 from tumorscreen.imaging.decode import decode_image, to_uint8
 from tumorscreen.imaging.preprocess import PreprocessConfig, PreprocessState, preprocess
 from tumorscreen.imaging.qc import FLAG, REJECT
-from tumorscreen.report.gallery import STYLE, png_data_uri
+from tumorscreen.report.gallery import STYLE, image_data_uri
 
 COLUMNS = (
     ("input", "input + mask"),
@@ -66,7 +66,7 @@ def render_preprocess_panel(cases: list[tuple[str, dict[str, Any]]]) -> str:
         cells = []
         for step, _name in COLUMNS:
             picture = step_picture(step, metadata.get("steps", {}))
-            image = (f'<img src="{png_data_uri(picture)}" alt="">' if picture is not None
+            image = (f'<img src="{image_data_uri(picture)}" alt="">' if picture is not None
                      else '<div class="none">step off</div>')
             cells.append(f"<td>{image}<div>{html.escape(_caption(step, metadata))}</div></td>")
         reason = metadata["preprocess_reason"] or metadata["preprocess_decision"]

@@ -1,0 +1,1 @@
+"""Explanations of the model's answers: Grad-CAM, the brain focus score, error analysis."""
