@@ -186,7 +186,9 @@ def audit_block(result: dict) -> str:
     lines += [
         "",
         f"Focus: share of the tumour-score Grad-CAM's energy inside the brain mask "
-        f"({real['mask_source']}); lift: focus / the mask's area share. Target layer "
+        f"({real['mask_source']}); lift: focus / the mask's area share; n counts the images "
+        f"whose map has any tumour evidence (a confident healthy answer often has none, and "
+        f"its focus is undefined). Target layer "
         f"`{real['target_layer']}`, holdout policy `{real['policy']}`. Dashboard: "
         f"{board['bytes'] / 1e6:.1f} MB, {board['figures_drawn']} figures drawn in headless "
         f"Chromium, {board['browser_errors']} browser errors. `dvc repro` of the whole "
@@ -204,7 +206,8 @@ def profiles_block() -> str:
 
 
 BLOCKS = {"data_layer": data_layer_block, "preprocess": preprocess_block,
-          "cpu_scaling": cpu_scaling_block, "train": train_block, "external": external_block}
+          "cpu_scaling": cpu_scaling_block, "train": train_block, "external": external_block,
+          "audit": audit_block}
 GENERATED = {"profiles": profiles_block}  # rendered from code, not from a result file
 
 

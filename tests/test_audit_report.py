@@ -122,5 +122,7 @@ def test_dashboard_marks_missing_inputs_and_undefined_rates():
             "counts": {"tp": 0, "fp": 0, "tn": 0, "fn": 0}}]}}))
     for key in SECTIONS:
         assert f'<section id="{key}">' in page
-    assert page.count("Not available") == len(SECTIONS) - 1  # all but the external matrix
+    # every section but the external matrix, plus that section's missing ROC curves
+    assert page.count("Not available") == len(SECTIONS)
+    assert "Not available: the Holdout ROC" in page
     assert "<td>-</td>" in page

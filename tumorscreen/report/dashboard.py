@@ -181,7 +181,8 @@ def internal_section(inputs: DashboardInputs) -> str:
     roc = _roc_figure(inputs, {"roc": "tumour vs healthy"}, "Tumour vs healthy ROC",
                       "internal-roc")
     return (f"<p>{test['images']} test images, {test['confidence_level']:.0%} bootstrap CIs "
-            f"({test['bootstrap_resamples']} resamples). {html.escape(leaky['note'])}.</p>"
+            f"({test['bootstrap_resamples']} resamples). Leaky column: "
+            f"{html.escape(leaky['note'])}.</p>"
             f"{_table(rows)}{_fig(heat, 'confusion')}{roc}")
 
 
