@@ -62,6 +62,11 @@ def arm_summary(root: Path, seconds: dict[str, float]) -> dict[str, Any]:
     }
 
 
+def train_settings() -> dict[str, Any]:
+    """The profile's training budget, stored with each arm so runs at other budgets show."""
+    return {key: value for key, value in REAL_CPU.items() if key.startswith("train.")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path, default=None)
@@ -73,15 +78,20 @@ def main() -> None:
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "versions": package_versions(), "profile": "real_cpu", "arms": {}}
+    earlier = read_json(RESULT) if RESULT.is_file() else {"arms": {}}
     with tempfile.TemporaryDirectory(prefix="tumorscreen-train-") as tmp:
         root = make_workspace(args.workdir or Path(tmp), base)
         results["data_seconds"] = {s: round(run_stage_timed(root, s), 1) for s in DATA_STAGES}
         for arm in args.arms:
             make_workspace(root, {**base, **ARMS[arm]})
             seconds = {stage: run_stage_timed(root, stage) for stage in MODEL_STAGES}
-            results["arms"][arm] = arm_summary(root, seconds)
+            results["arms"][arm] = {**arm_summary(root, seconds), "settings": train_settings()}
             write_json(RESULT, results)  # partial results survive an interrupted run
-    if len(results["arms"]) == len(ARMS):
+    if len(results["arms"]) < len(ARMS):  # keep the arms not rerun, with their settings
+        results["arms"] = {**earlier["arms"], **results["arms"]}
+        results["better_on_val"] = earlier.get("better_on_val")
+        results["better_on_val_note"] = "from the last run of both arms at one budget"
+    elif len(results["arms"]) == len(ARMS):
         chosen = min(results["arms"], key=lambda a: results["arms"][a]["val_at_best_epoch"]
                      ["loss"])
         results["better_on_val"] = chosen

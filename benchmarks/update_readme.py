@@ -90,6 +90,14 @@ def _ci(figure: dict) -> str:
     return f"{figure['value']:.3f} ({figure['low']:.3f}-{figure['high']:.3f})"
 
 
+def _budget(arm: dict) -> str:
+    settings = arm.get("settings")
+    if settings is None:
+        return "not recorded (an earlier profile)"
+    return (f"{settings['train.warmup_epochs']} + {settings['train.epochs']}, "
+            f"{settings.get('train.freeze_stages', 0)}")
+
+
 def train_block(result: dict) -> str:
     """Markdown table of the training benchmark: one column per preprocessing arm."""
     arms = result["arms"]
@@ -114,6 +122,7 @@ def train_block(result: dict) -> str:
         row("the dataset's own leaky Testing folder: accuracy (images)",
             lambda a: f"{a['leaky_testing_folder']['accuracy']:.3f} "
             f"({a['leaky_testing_folder']['images']:,})"),
+        row("budget: warm-up + full epochs, stages kept fixed", _budget),
         row("epochs run, warm-up included (best, counted from 0)",
             lambda a: f"{a['epochs_run']} ({a['best_epoch']})"),
         row("training loop / raw forward+backward, img/s (ratio)",
@@ -124,7 +133,8 @@ def train_block(result: dict) -> str:
             f"{a['seconds']['evaluate']} s ({a['train_calibrate_evaluate_minutes']})"),
     ]
     if "better_on_val" in result:
-        lines.append(f"\nBetter on val: **{result['better_on_val']}** "
+        note = f", {result['better_on_val_note']}" if "better_on_val_note" in result else ""
+        lines.append(f"\nBetter on val: **{result['better_on_val']}**{note} "
                      f"({result['machine']['cpus']} CPUs, profile `{result['profile']}`).")
     return "\n".join(lines)
 

@@ -39,7 +39,8 @@ def train(params: dict) -> None:
     wall = time.perf_counter() - start
     size = train_set.images.shape[-1]
     raw = raw_images_per_second(result.model, cfg.batch_size, size, device, precision,
-                                cfg.channels_last, cfg.probe_steps) if cfg.probe_steps else None
+                                cfg.channels_last, cfg.probe_steps,
+                                cfg.freeze_stages) if cfg.probe_steps else None
     loop = result.train_images / result.train_seconds if result.train_seconds else None
     save_checkpoint(CHECKPOINT, result.model, {
         **params["model"], "classes": list(CLASSES), "image_size": size,

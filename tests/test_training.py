@@ -158,3 +158,28 @@ def test_label_smoothing_raises_the_floor_of_the_training_loss():
     plain = train_tiny(quick_config(epochs=4))
     smooth = train_tiny(quick_config(epochs=4, label_smoothing=0.2))
     assert smooth.history[-1]["train_loss"] > plain.history[-1]["train_loss"]
+
+
+def test_frozen_early_stages_keep_their_weights_but_adapt_batchnorm_statistics():
+    seed_everything(0)
+    model, _ = build_network(TINY, 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stem_weights = {f"backbone.{path}.{name}" for path in model.stages[0]
+                    for name, _ in model.backbone.get_submodule(path).named_parameters()}
+    fit(model, blobs(32, 0), blobs(16, 1), quick_config(epochs=2, freeze_stages=1), CPU, "fp32")
+    after = model.state_dict()
+    assert stem_weights and all(torch.equal(after[k], before[k]) for k in stem_weights)
+    assert not torch.equal(after["backbone.1.running_mean"], before["backbone.1.running_mean"])
+    assert not torch.equal(after["backbone.3.weight"], before["backbone.3.weight"])
+    assert all(p.requires_grad for p in model.parameters()), "released after training"
+
+
+def test_stage_lists_cover_every_backbone_and_refuse_too_many():
+    for name in ("tiny_cnn", "efficientnet_lite0", "resnet18", "mobilenet_v3_small"):
+        model, _ = build_network(name, 4, pretrained=False)
+        stem = model.early_stage_parameters(1)
+        assert stem and stem[0] is next(iter(model.backbone.parameters())), name
+        everything = model.early_stage_parameters(len(model.stages))
+        assert len({id(p) for p in everything}) == len(everything), name
+        with pytest.raises(TumorScreenError, match="stages"):
+            model.early_stage_parameters(len(model.stages) + 1)

@@ -28,25 +28,35 @@ class TorchvisionSpec:
     weights: str  # torchvision weights enum member, e.g. "ResNet18_Weights.IMAGENET1K_V1"
     stem: str  # dotted path of the first convolution
     head: str  # dotted path of the final linear layer
+    stages: tuple[tuple[str, ...], ...]  # input-side stages in order, the stem first
+
+
+def _numbered(prefix: str, first: int, last: int) -> tuple[tuple[str, ...], ...]:
+    return tuple((f"{prefix}.{i}",) for i in range(first, last + 1))
 
 
 TORCHVISION = {
-    "resnet18": TorchvisionSpec("resnet18", "ResNet18_Weights.IMAGENET1K_V1", "conv1", "fc"),
+    "resnet18": TorchvisionSpec("resnet18", "ResNet18_Weights.IMAGENET1K_V1", "conv1", "fc",
+                                (("conv1", "bn1"), *((f"layer{i}",) for i in range(1, 5)))),
     "efficientnet_b0": TorchvisionSpec("efficientnet_b0", "EfficientNet_B0_Weights.IMAGENET1K_V1",
-                                       "features.0.0", "classifier.1"),
+                                       "features.0.0", "classifier.1",
+                                       _numbered("features", 0, 7)),
     "mobilenet_v3_small": TorchvisionSpec(
         "mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1", "features.0.0",
-        "classifier.3"),
+        "classifier.3", _numbered("features", 0, 11)),
 }
+LITE0_STAGES = (("conv_stem", "bn1"), *_numbered("blocks", 0, 6))
 BACKBONES = (TINY, LITE0, *TORCHVISION)
 
 
 class ScreenNet(nn.Module):
-    """Input normalisation plus a backbone; ``head`` names the backbone's classifier layer."""
+    """Input normalisation plus a backbone; ``head`` names the backbone's classifier layer and
+    ``stages`` its input-side stages in order (the stem first), as dotted module paths."""
 
-    def __init__(self, backbone: nn.Module, head: str, mean: float, std: float) -> None:
+    def __init__(self, backbone: nn.Module, head: str, mean: float, std: float,
+                 stages: tuple[tuple[str, ...], ...] = ()) -> None:
         super().__init__()
-        self.backbone, self.head = backbone, head
+        self.backbone, self.head, self.stages = backbone, head, stages
         self.register_buffer("mean", torch.tensor(mean))
         self.register_buffer("std", torch.tensor(std))
 
@@ -59,6 +69,13 @@ class ScreenNet(nn.Module):
     def backbone_parameters(self) -> list[nn.Parameter]:
         head = {id(p) for p in self.head_parameters()}
         return [p for p in self.backbone.parameters() if id(p) not in head]
+
+    def early_stage_parameters(self, count: int) -> list[nn.Parameter]:
+        """Parameters of the first ``count`` stages (the stem counts as one)."""
+        if count > len(self.stages):
+            raise TumorScreenError(f"the backbone has {len(self.stages)} stages, not {count}")
+        return [p for stage in self.stages[:count] for path in stage
+                for p in self.backbone.get_submodule(path).parameters()]
 
 
 def tiny_cnn(num_classes: int, width: int = 16, dropout: float = 0.2) -> nn.Sequential:
@@ -160,14 +177,16 @@ def build_network(backbone: str, num_classes: int, pretrained: bool = True,
     name = backbone
     if name == TINY:
         layers = tiny_cnn(num_classes, dropout=dropout)
-        return (ScreenNet(layers, str(len(layers) - 1), 0.5, 0.25),
+        stages = (("0", "1"), *((str(i), str(i + 1)) for i in range(3, 19, 4)))  # conv, BN
+        return (ScreenNet(layers, str(len(layers) - 1), 0.5, 0.25, stages),
                 "random init (tiny CNN, no pretrained weights exist)")
     if name == LITE0:
         module, init = efficientnet_lite0(num_classes, pretrained, dropout, drop_path)
-        net = ScreenNet(module, "classifier", 0.5, 0.5)  # TF-Lite's own input scaling
+        net = ScreenNet(module, "classifier", 0.5, 0.5, LITE0_STAGES)  # TF-Lite input scaling
     elif name in TORCHVISION:
         module, init = torchvision_backbone(name, num_classes, pretrained)
-        net = ScreenNet(module, TORCHVISION[name].head, IMAGENET_MEAN, IMAGENET_STD)
+        net = ScreenNet(module, TORCHVISION[name].head, IMAGENET_MEAN, IMAGENET_STD,
+                        TORCHVISION[name].stages)
     else:
         raise TumorScreenError(f"model.backbone must be one of {BACKBONES}, got {name!r}")
     if pretrained and init.startswith("random"):

@@ -39,6 +39,7 @@ class TrainConfig:
     epochs: int = 10
     lr: float = 1e-3
     backbone_lr_scale: float = 0.1
+    freeze_stages: int = 0  # input-side stages (stem first) kept fixed in the full phase
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
     imbalance: str = "class_weights"
@@ -100,10 +101,17 @@ def train_loader(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
                       persistent_workers=cfg.workers > 0)
 
 
-def set_frozen_backbone(model: ScreenNet, frozen: bool) -> None:
-    """Freeze or release the backbone; frozen BatchNorm layers keep their statistics."""
+def set_frozen_backbone(model: ScreenNet, frozen: bool, early_stages: int = 0) -> None:
+    """Freeze or release the backbone; frozen BatchNorm layers keep their statistics.
+
+    Released, the first ``early_stages`` stages keep fixed weights (their BatchNorm layers
+    still adapt their statistics): generic low-level filters, and at high resolution the
+    costliest part of the backward pass, which then stops above them.
+    """
     for parameter in model.backbone_parameters():
         parameter.requires_grad_(not frozen)
+    for parameter in model.early_stage_parameters(0 if frozen else early_stages):
+        parameter.requires_grad_(False)
     model.train()
     if frozen:
         model.backbone.eval()
@@ -173,7 +181,7 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
             optimizer = make_optimizer(model, cfg, frozen)
             schedule = None if frozen else torch.optim.lr_scheduler.CosineAnnealingLR(
                 optimizer, T_max=finetune_steps)
-        set_frozen_backbone(model, frozen)
+        set_frozen_backbone(model, frozen, cfg.freeze_stages)
         start, total_loss, images_seen = time.perf_counter(), torch.zeros((), device=device), 0
         for batch, labels in loader:
             inputs = augment_batch(to_input(batch, device, cfg.channels_last), cfg.augment,
@@ -211,10 +219,13 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
 
 
 def raw_images_per_second(model: ScreenNet, batch_size: int, size: int, device: torch.device,
-                          precision: str, channels_last: bool, steps: int = 5) -> float:
+                          precision: str, channels_last: bool, steps: int = 5,
+                          early_stages: int = 0) -> float:
     """Forward+backward throughput of a copy of ``model`` on random tensors (no data loading,
-    no augmentation): the ceiling the training loop is compared against."""
-    probe = copy.deepcopy(model).to(device).train()
+    no augmentation), with the full phase's frozen stages: the ceiling the training loop is
+    compared against."""
+    probe = copy.deepcopy(model).to(device)
+    set_frozen_backbone(probe, False, early_stages)
     inputs = torch.rand(batch_size, 1, size, size, device=device)
     if channels_last:
         probe, inputs = (probe.to(memory_format=torch.channels_last),
