@@ -10,8 +10,14 @@ import pandas as pd
 
 from stages._paths import DATA, SITE_MODELS, THRESHOLDS
 from stages._run import run_stage
-from tumorscreen.explain.audit import audit_table, explain_images, split_masks, write_cases
-from tumorscreen.explain.errors import error_summary, group_distributions, pick_cases, scored_set
+from tumorscreen.explain import errors
+from tumorscreen.explain.audit import (
+    explain_images,
+    focus_columns,
+    focus_distributions,
+    split_masks,
+    write_cases,
+)
 from tumorscreen.explain.focus import audit_masks
 from tumorscreen.explain.gradcam import default_target_layer
 from tumorscreen.models.checkpoint import load_checkpoint
@@ -22,7 +28,6 @@ from tumorscreen.train.device import resolve_device
 
 OUT, METRICS = Path("plots/audit"), Path("metrics/audit.json")
 RAW, QC = Path("data/raw"), Path("data/qc/manifest.csv")
-FOCUS = ("focus_tumour", "lift_tumour", "focus_predicted", "lift_predicted", "mask_share")
 SUMMARY = ("accuracy", "outcomes", "mean_confidence", "deferred", "wrong_among_accepted")
 
 
@@ -45,20 +50,22 @@ def audit(params: dict) -> None:
         logits, cams = explain_images(model, config, subject.images, temperature, layer, device)
         masks = audit_masks(subject.images, split_masks(DATA, name, subject.manifest["id"]),
                             mask_cfg["enabled"], mask_cfg["rim_erosion"])
-        table = audit_table(scored_set(subject.labels, subject.manifest, logits, temperature,
-                                       cut, band, site=name == "holdout"), cams, masks)
-        summary = error_summary(table, cfg["top_k_errors"])
+        scored = errors.scored_set(subject.labels, subject.manifest, logits, temperature, cut,
+                                   band, site=name == "holdout")
+        table = errors.error_table(scored, focus_columns(cams, masks))
+        summary = errors.error_summary(table, cfg["top_k_errors"])
         (OUT / name).mkdir(parents=True, exist_ok=True)
         table.to_csv(OUT / name / "error_details.csv", index=False)
         write_json(OUT / name / "error_summary.json", summary)
         context = {"set": name, "model": model_name, "temperature": temperature,
                    "threshold": cut, "band": band, "policy": policy, "target_layer": layer,
                    "mask_source": mask_source}
-        write_cases(OUT / name / "cases", pick_cases(table, cfg["top_n"], cfg["true_positives"]),
+        cases = errors.pick_cases(table, cfg["top_n"], cfg["true_positives"])
+        write_cases(OUT / name / "cases", cases,
                     subject.images, subject.manifest, cams, masks, RAW, qc,
                     params["qc"]["limits"]["max_pixels"], context)
         sets[name] = {**context, "images": len(table), **{k: summary[k] for k in SUMMARY},
-                      "focus": {column: group_distributions(table, column) for column in FOCUS},
+                      "focus": focus_distributions(table),
                       "checkpoint_sha256": sha256_file(SITE_MODELS[model_name][0] / "model.pt"),
                       "manifest_sha256": sha256_file(DATA / name / "manifest.csv")}
     write_json(METRICS, {"mask_source": mask_source, "sets": sets, "provenance": provenance(

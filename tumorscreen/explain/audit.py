@@ -13,14 +13,16 @@ import torch
 from torch import nn
 
 from tumorscreen.data.store import load_split
-from tumorscreen.explain.errors import ScoredSet, error_table
+from tumorscreen.explain.errors import group_distributions
 from tumorscreen.explain.focus import focus_lift, focus_score, mask_area_share
 from tumorscreen.explain.gradcam import grad_cam, predicted_class_target
-from tumorscreen.imaging.decode import ImageDecodeError, decode_image, to_uint8
 from tumorscreen.models.score import tumor_logit
 from tumorscreen.records import write_json
+from tumorscreen.report.gallery import grey_picture, outline_mask
 
 CAMS = ("tumour", "predicted")  # the tumour score's CAM and the predicted class's CAM
+FOCUS_COLUMNS = ("mask_share", *(f"{kind}_{name}" for name in CAMS
+                                 for kind in ("focus", "lift")))
 OVERLAY_WEIGHT = 0.45  # share of the colour map in an overlay; the anatomy stays readable
 
 
@@ -59,9 +61,9 @@ def focus_columns(cams: dict[str, np.ndarray], masks: np.ndarray) -> dict[str, n
     return columns
 
 
-def audit_table(scored: ScoredSet, cams: dict[str, np.ndarray], masks: np.ndarray) -> pd.DataFrame:
-    """``error_table`` with the focus columns."""
-    return error_table(scored, focus_columns(cams, masks))
+def focus_distributions(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """``group_distributions`` of every focus column of an audited error table."""
+    return {column: group_distributions(table, column) for column in FOCUS_COLUMNS}
 
 
 def cam_overlay(image8: np.ndarray, cam: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -72,17 +74,7 @@ def cam_overlay(image8: np.ndarray, cam: np.ndarray, mask: np.ndarray) -> np.nda
                              cv2.COLORMAP_JET)
     grey = cv2.cvtColor(image8, cv2.COLOR_GRAY2BGR)
     picture = cv2.addWeighted(heat, OVERLAY_WEIGHT, grey, 1 - OVERLAY_WEIGHT, 0)
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_NONE)
-    return cv2.drawContours(picture, contours, -1, (255, 255, 255), 1)
-
-
-def original_picture(path: Path, max_pixels: int) -> np.ndarray | None:
-    """The source file as 8-bit grey, or None when it cannot be decoded."""
-    try:
-        return to_uint8(decode_image(path, max_pixels).gray)
-    except (ImageDecodeError, OSError):
-        return None
+    return outline_mask(picture, mask, (255, 255, 255))
 
 
 def write_case(folder: Path, original: np.ndarray | None, image8: np.ndarray,
@@ -114,7 +106,7 @@ def write_cases(folder: Path, cases: pd.DataFrame, images: np.ndarray, manifest:
     for index, case in cases.iterrows():
         source = manifest.iloc[index]
         write_case(folder / case_folder_name(case),
-                   original_picture(originals / source["path"], max_pixels), images[index],
+                   grey_picture(originals / source["path"], max_pixels), images[index],
                    {name: cam[index] for name, cam in cams.items()}, masks[index],
                    {**context, "case": case.to_dict(), "preprocessing": source.to_dict(),
                     "qc": qc.loc[source["id"]].to_dict() if source["id"] in qc.index else {}})

@@ -38,13 +38,26 @@ def image_data_uri(image8: np.ndarray, side: int = 160, ext: str = ".png") -> st
     return f"data:{MIME[ext]};base64," + base64.b64encode(np.asarray(encoded).tobytes()).decode()
 
 
+def grey_picture(path: Path, max_pixels: int) -> np.ndarray | None:
+    """A source file as (H, W) 8-bit grey, or None when it cannot be decoded."""
+    try:
+        return to_uint8(decode_image(path, max_pixels).gray)
+    except (ImageDecodeError, OSError):
+        return None
+
+
+def outline_mask(picture: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int],
+                 thickness: int = 1) -> np.ndarray:
+    """Draw the outer outline of the (H, W) bool ``mask`` on the BGR picture, in place."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_NONE)
+    return cv2.drawContours(picture, contours, -1, colour, thickness)
+
+
 def thumbnail_uri(path: Path, max_pixels: int, side: int = 160) -> str:
     """A PNG data URI of the image scaled to fit ``side`` pixels, or "" when undecodable."""
-    try:
-        gray = to_uint8(decode_image(path, max_pixels).gray)
-    except (ImageDecodeError, OSError):
-        return ""
-    return image_data_uri(gray, side)
+    gray = grey_picture(path, max_pixels)
+    return "" if gray is None else image_data_uri(gray, side)
 
 
 def _card(row: pd.Series, raw_dir: Path, max_pixels: int) -> str:

@@ -13,7 +13,7 @@ import pandas as pd
 from tumorscreen.imaging.decode import decode_image, to_uint8
 from tumorscreen.imaging.preprocess import PreprocessConfig, PreprocessState, preprocess
 from tumorscreen.imaging.qc import FLAG, REJECT
-from tumorscreen.report.gallery import STYLE, image_data_uri
+from tumorscreen.report.gallery import STYLE, image_data_uri, outline_mask
 
 COLUMNS = (
     ("input", "input + mask"),
@@ -37,10 +37,7 @@ def step_picture(step: str, steps: dict[str, np.ndarray]) -> np.ndarray | None:
     values = steps[step]
     if step == "input":
         picture = cv2.cvtColor(to_uint8(values), cv2.COLOR_GRAY2BGR)
-        contours, _ = cv2.findContours(steps["mask"].astype(np.uint8), cv2.RETR_EXTERNAL,
-                                       cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(picture, contours, -1, (0, 0, 255), max(1, values.shape[0] // 150))
-        return picture
+        return outline_mask(picture, steps["mask"], (0, 0, 255), max(1, values.shape[0] // 150))
     if step == "log_bias":
         return cv2.applyColorMap(_stretch(values), cv2.COLORMAP_VIRIDIS)
     if values.dtype == np.uint8:
