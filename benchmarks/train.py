@@ -63,8 +63,9 @@ def arm_summary(root: Path, seconds: dict[str, float]) -> dict[str, Any]:
 
 
 def train_settings() -> dict[str, Any]:
-    """The profile's training budget, stored with each arm so runs at other budgets show."""
-    return {key: value for key, value in REAL_CPU.items() if key.startswith("train.")}
+    """The profile's training budget and test-time views, stored with each arm so runs at
+    other settings show."""
+    return {key: value for key, value in REAL_CPU.items() if key.startswith(("train.", "tta."))}
 
 
 def main() -> None:

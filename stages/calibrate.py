@@ -1,4 +1,5 @@
-"""calibrate: temperature scaling fitted on the val split's logits (T is an output)."""
+"""calibrate: temperature scaling fitted on the val split's logits (T is an output), under
+the same test-time views the evaluate stage uses."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tumorscreen.metrics.calibration import (
     reliability_table,
 )
 from tumorscreen.models.checkpoint import load_checkpoint
-from tumorscreen.models.predict import checkpoint_logits
+from tumorscreen.models.tta import mode_logits
 from tumorscreen.records import provenance, sha256_file, write_json
 from tumorscreen.train.data import labelled_split
 from tumorscreen.train.device import resolve_device
@@ -29,9 +30,10 @@ def calibrate(params: dict) -> None:
     device = resolve_device(params["train"]["device"])
     model, config = load_checkpoint(CHECKPOINT)
     val = labelled_split(DATA, "val")
-    logits = checkpoint_logits(model, config, val.images, device)
+    tta = params["tta"]["internal"]
+    logits = mode_logits(model, config, val.images, device, tta, params["tta"]["rotation_deg"])
     temperature = fit_temperature(logits, val.labels)
-    write_json(CALIBRATION, {"temperature": temperature, "fitted_on": "val",
+    write_json(CALIBRATION, {"temperature": temperature, "fitted_on": "val", "tta": tta,
                              "images": len(val), "method": "NLL over log T, bounded Brent"})
     PLOTS.mkdir(parents=True, exist_ok=True)
     for name, t in (("before", 1.0), ("after", temperature)):
@@ -44,7 +46,8 @@ def calibrate(params: dict) -> None:
         "provenance": provenance(
             val_images_sha256=sha256_file(DATA / "val" / "images.npy"),
             checkpoint_sha256=sha256_file(CHECKPOINT / "model.pt"),
-            temperature=temperature, device=str(device), precision=config["precision"])})
+            temperature=temperature, tta=tta, device=str(device),
+            precision=config["precision"])})
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from stages._run import run_stage
 from tumorscreen.data.split import EXCLUDED, INTERNAL_SPLITS
+from tumorscreen.errors import TumorScreenError
 from tumorscreen.metrics.report import evaluation_report
 from tumorscreen.models.checkpoint import load_checkpoint
-from tumorscreen.models.predict import checkpoint_logits
 from tumorscreen.models.score import CLASSES, NO_TUMOR, tumor_score
+from tumorscreen.models.tta import mode_logits
 from tumorscreen.records import provenance, read_json, sha256_file, write_json
 from tumorscreen.train.data import concatenate, labelled_split
 from tumorscreen.train.device import resolve_device
@@ -42,12 +43,16 @@ def write_plots(logits: np.ndarray, labels: np.ndarray, temperature: float) -> N
 
 def evaluate(params: dict) -> None:
     cfg = params["evaluate"]
+    calibration, tta = read_json(CALIBRATION), params["tta"]["internal"]
+    if calibration.get("tta") != tta:
+        raise TumorScreenError(f"models/calibration.json was fitted with tta "
+                               f"{calibration.get('tta')!r}, tta.internal is {tta!r}")
+    temperature = calibration["temperature"]
     device = resolve_device(params["train"]["device"])
     model, config = load_checkpoint(CHECKPOINT)
-    temperature = read_json(CALIBRATION)["temperature"]
 
     def report(images: np.ndarray, labels: np.ndarray) -> tuple[dict, np.ndarray]:
-        logits = checkpoint_logits(model, config, images, device)
+        logits = mode_logits(model, config, images, device, tta, params["tta"]["rotation_deg"])
         return evaluation_report(logits, labels, temperature, CLASSES, cfg["bootstrap"],
                                  cfg["confidence"], cfg["seed"]), logits
 
@@ -68,7 +73,7 @@ def evaluate(params: dict) -> None:
             test_manifest_sha256=sha256_file(DATA / "test" / "manifest.csv"),
             checkpoint_sha256=sha256_file(CHECKPOINT / "model.pt"), temperature=temperature,
             threshold=None, policy="argmax class (threshold policies: threshold stage)",
-            tta=False, device=str(device), precision=config["precision"])})
+            tta=tta, device=str(device), precision=config["precision"])})
 
 
 if __name__ == "__main__":

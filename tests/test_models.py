@@ -19,8 +19,10 @@ from tumorscreen.models.backbones import (
     map_state_in_order,
 )
 from tumorscreen.models.checkpoint import load_checkpoint, save_checkpoint
+from tumorscreen.models.fold import fold_batchnorm
 from tumorscreen.models.predict import predict_logits
 from tumorscreen.models.score import CLASSES, NO_TUMOR, class_index, tumor_logit, tumor_score
+from tumorscreen.models.tta import mode_logits, view_logits
 from tumorscreen.train.device import autocast
 
 
@@ -164,3 +166,42 @@ def test_stochastic_depth_adds_no_weights():
     assert plain.state_dict().keys() == deep.state_dict().keys()
     assert any(type(m).__name__ == "DropPath" for m in deep.modules())
     assert not any(type(m).__name__ == "DropPath" for m in plain.modules())
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_folded_batchnorm_gives_the_same_logits_and_leaves_the_model_alone(name):
+    torch.manual_seed(0)
+    net, _ = build_network(name, 4, pretrained=False)
+    for module in net.modules():  # statistics far from the identity, so folding matters
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.2, 3.0)
+    net.train()
+    images = np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()), name
+    assert net.training and all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    with torch.no_grad():
+        inputs = torch.from_numpy(images).unsqueeze(1).float() / 255
+        expected = net.eval()(inputs).numpy()
+    np.testing.assert_allclose(predict_logits(net, images, torch.device("cpu"), "fp32"),
+                               expected, rtol=1e-4, atol=1e-4)
+
+
+def test_tta_modes_average_their_views_and_refuse_unknown_names():
+    torch.manual_seed(0)
+    net, _ = build_network(TINY, 4)
+    config = {"precision": "fp32", "batch_size": 4, "channels_last": False}
+    images = np.random.default_rng(1).integers(0, 256, (5, 32, 32), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    plain = predict_logits(net, images, cpu, "fp32")
+    mirrored = predict_logits(net, np.ascontiguousarray(images[:, :, ::-1]), cpu, "fp32")
+    np.testing.assert_allclose(mode_logits(net, config, images, cpu, "none", 5.0), plain, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mode_logits(net, config, images, cpu, "flip", 5.0),
+                               (plain + mirrored) / 2, rtol=1e-5, atol=1e-6)
+    views = view_logits(net, config, images, cpu, 5.0)
+    np.testing.assert_allclose(mode_logits(net, config, images, cpu, "all", 5.0),
+                               views.mean(axis=0), rtol=1e-6)
+    with pytest.raises(TumorScreenError, match=r"tta\.internal"):
+        mode_logits(net, config, images, cpu, "rotate", 5.0)

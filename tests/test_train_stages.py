@@ -84,7 +84,7 @@ def test_every_metrics_file_carries_provenance(repo):
         assert block["device"] == "cpu" and "torch" in block["versions"], name
     evaluate = read(repo, "metrics/evaluate.json")["provenance"]
     assert evaluate["temperature"] == read(repo, "models/calibration.json")["temperature"]
-    assert evaluate["tta"] is False and "policy" in evaluate and "threshold" in evaluate
+    assert evaluate["tta"] == "none" and "policy" in evaluate and "threshold" in evaluate
 
 
 def test_plots_show_json_has_the_four_plot_ids(repo):
@@ -102,10 +102,33 @@ def test_predictions_plot_lines_up_with_the_test_split(repo):
 
 def test_training_seed_experiment_reruns_train_and_downstream(repo):
     before = sha256_file(repo / "models/base/model.pt")
-    result = dvc(repo, "exp", "run", "-S", "train.seed=1")
+    result = dvc(repo, "exp", "run", "-S", "train.seed=1", "-S", "tta.internal=flip")
     assert stages_run(result.stdout) == with_downstream("train")
     assert sha256_file(repo / "models/base/model.pt") != before
-    assert np.isfinite(read(repo, "models/calibration.json")["temperature"])
+    # with flip TTA both T and the test report come from the mean of plain and mirrored logits
+    model, config = load_checkpoint(repo / "models/base")
+    val, test = (labelled_split(repo / "data/preprocessed", split) for split in ("val", "test"))
+    flipped = [(checkpoint_logits(model, config, images, CPU)
+                + checkpoint_logits(model, config, np.ascontiguousarray(images[:, :, ::-1]),
+                                    CPU)) / 2 for images in (val.images, test.images)]
+    stored = read(repo, "models/calibration.json")
+    assert stored["tta"] == "flip"
+    assert stored["temperature"] == pytest.approx(fit_temperature(flipped[0], val.labels),
+                                                  rel=1e-4)
+    params = yaml.safe_load((repo / "params.yaml").read_text())["evaluate"]
+    expected = evaluation_report(flipped[1], test.labels, stored["temperature"], CLASSES,
+                                 params["bootstrap"], params["confidence"], params["seed"])
+    evaluated = read(repo, "metrics/evaluate.json")
+    assert evaluated["provenance"]["tta"] == "flip"
+    assert evaluated["test"]["headline"]["accuracy"] == pytest.approx(
+        expected["headline"]["accuracy"])
+
+
+def test_evaluate_refuses_a_temperature_fitted_under_other_views(tmp_path):
+    root = copy_project(tmp_path, **{"tta.internal": "none"})
+    (root / "models").mkdir()
+    (root / "models/calibration.json").write_text('{"temperature": 1.0, "tta": "flip"}')
+    assert "fitted with tta 'flip'" in stage_error(root, "evaluate")
 
 
 def test_implausible_augmentation_param_gives_one_line_and_exit_1(tmp_path):

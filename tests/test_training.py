@@ -13,6 +13,7 @@ from tumorscreen.train.device import resolve_device, resolve_precision, seed_eve
 from tumorscreen.train.loop import (
     TrainConfig,
     class_weights,
+    evaluate_split,
     fit,
     make_optimizer,
     raw_images_per_second,
@@ -183,3 +184,26 @@ def test_stage_lists_cover_every_backbone_and_refuse_too_many():
         assert len({id(p) for p in everything}) == len(everything), name
         with pytest.raises(TumorScreenError, match="stages"):
             model.early_stage_parameters(len(model.stages) + 1)
+
+
+def test_weight_average_is_what_val_scores_and_what_is_kept():
+    live = train_tiny(quick_config(warmup_epochs=0, epochs=2, patience=5))
+    averaged = train_tiny(quick_config(warmup_epochs=0, epochs=2, patience=5, ema_decay=0.9))
+    seed_everything(0)
+    start, _ = build_network(TINY, 4)
+
+    def moved(result) -> float:
+        return sum((a - b).abs().sum().item() for a, b in
+                   zip(result.model.parameters(), start.parameters(), strict=True))
+
+    # same seed and batches: the average trails the live weights, so it has moved less
+    assert 0 < moved(averaged) < moved(live)
+    assert averaged.history[0]["train_loss"] == live.history[0]["train_loss"]
+    assert averaged.history[-1]["val_loss"] != live.history[-1]["val_loss"]
+    val_images, val_labels = blobs(32, 1)
+    rescored = evaluate_split(averaged.model, val_images, val_labels, CPU, "fp32",
+                              quick_config())
+    assert rescored["loss"] == pytest.approx(
+        averaged.history[averaged.best_epoch]["val_loss"], rel=1e-6)
+    with pytest.raises(TumorScreenError, match="ema_decay"):
+        TrainConfig.from_params({"ema_decay": 1.0})

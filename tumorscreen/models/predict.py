@@ -1,4 +1,5 @@
-"""Batched inference on uint8 image arrays, at the precision the model was trained in."""
+"""Batched inference on uint8 image arrays, at the precision the model was trained in,
+with BatchNorm folded into the convolutions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tumorscreen.models.fold import fold_batchnorm
 from tumorscreen.train.device import autocast
 
 
@@ -22,16 +24,17 @@ def predict_logits(model: nn.Module, images: np.ndarray, device: torch.device,
                    precision: str, batch_size: int = 64, channels_last: bool = False,
                    view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
     """Logits of (N, S, S) uint8 images -> (N, K) float32, in eval mode, in input order;
-    ``view`` maps each (B, 1, S, S) input batch first (test-time augmentation)."""
-    model.eval().to(device)
+    ``view`` maps each (B, 1, S, S) input batch first (test-time augmentation). ``model``
+    itself is left as it was (mode, device, weights)."""
+    network = fold_batchnorm(model).to(device)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        network.to(memory_format=torch.channels_last)
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
         inputs = to_input(batch, device, channels_last)
         with autocast(device, precision):
-            outputs.append(model(view(inputs) if view else inputs).float().cpu())
+            outputs.append(network(view(inputs) if view else inputs).float().cpu())
     if not outputs:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.cat(outputs).numpy()
@@ -41,5 +44,5 @@ def checkpoint_logits(model: nn.Module, config: dict, images: np.ndarray,
                       device: torch.device,
                       view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
     """Logits at the checkpoint's own training precision and memory format."""
-    return predict_logits(model, images, device, config["precision"], 2 * config["batch_size"],
+    return predict_logits(model, images, device, config["precision"], config["batch_size"],
                           config["channels_last"], view)

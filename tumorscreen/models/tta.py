@@ -15,6 +15,8 @@ from tumorscreen.models.predict import checkpoint_logits
 from tumorscreen.train.augment import LIMITS, warp
 
 View = Callable[[torch.Tensor], torch.Tensor]
+# How many leading views of tta_views() each internal-evaluation mode averages.
+TTA_MODES = {"none": 1, "flip": 2, "all": 4}
 
 
 def _rotation(degrees: float) -> View:
@@ -47,3 +49,14 @@ def view_logits(model: nn.Module, config: dict, images: np.ndarray, device: torc
 def combine_views(logits: np.ndarray, tta: bool) -> np.ndarray:
     """(V, N, K) view logits -> (N, K): the mean over views with TTA, the identity without."""
     return logits.mean(axis=0) if tta else logits[0]
+
+
+def mode_logits(model: nn.Module, config: dict, images: np.ndarray, device: torch.device,
+                mode: str, rotation_deg: float) -> np.ndarray:
+    """Logits of (N, S, S) uint8 images -> (N, K), averaged over the views of ``mode``:
+    ``none`` (identity), ``flip`` (identity and left-right flip) or ``all`` (every view)."""
+    if mode not in TTA_MODES:
+        raise TumorScreenError(f"tta.internal must be one of {sorted(TTA_MODES)}, got {mode!r}")
+    views = list(tta_views(rotation_deg).values())[:TTA_MODES[mode]]
+    return np.mean([checkpoint_logits(model, config, images, device, view) for view in views],
+                   axis=0)

@@ -126,7 +126,7 @@ def adapt_to_site(model: ScreenNet, site: LabelledImages, tune: LabelledImages,
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     def evaluate(epoch: int, train_loss: float) -> dict[str, float]:
-        scores = site_scores(model, tune, device, precision, channels_last, 2 * cfg.batch_size)
+        scores = site_scores(model, tune, device, precision, channels_last, cfg.batch_size)
         row = {"epoch": epoch, "train_loss": train_loss,
                **{f"tune_{key}": value for key, value in scores.items()}}
         log(row)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
@@ -42,6 +43,7 @@ class TrainConfig:
     freeze_stages: int = 0  # input-side stages (stem first) kept fixed in the full phase
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0  # per-step weight average over the full phase; 0 turns it off
     imbalance: str = "class_weights"
     patience: int = 3
     workers: int = 0
@@ -65,6 +67,8 @@ class TrainConfig:
             raise TumorScreenError(f"train.imbalance must be one of {IMBALANCE}")
         if cfg.batch_size < 2 or cfg.epochs < 0 or cfg.warmup_epochs < 0:
             raise TumorScreenError("train.batch_size must be >= 2 and epochs >= 0")
+        if not 0.0 <= cfg.ema_decay < 1.0:
+            raise TumorScreenError("train.ema_decay must be in [0, 1)")
         return cfg
 
 
@@ -147,7 +151,7 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
 
 def evaluate_split(model: nn.Module, images: np.ndarray, labels: np.ndarray,
                    device: torch.device, precision: str, cfg: TrainConfig) -> dict[str, float]:
-    logits = predict_logits(model, images, device, precision, 2 * cfg.batch_size,
+    logits = predict_logits(model, images, device, precision, cfg.batch_size,
                             cfg.channels_last)
     loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
     predicted = logits.argmax(axis=1)
@@ -158,7 +162,11 @@ def evaluate_split(model: nn.Module, images: np.ndarray, labels: np.ndarray,
 def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
         val: tuple[np.ndarray, np.ndarray], cfg: TrainConfig, device: torch.device,
         precision: str, log: Callable[[dict[str, float]], None] = lambda row: None) -> FitResult:
-    """Train on (images (N, S, S) uint8, labels (N,) int64); keep the best val-loss epoch."""
+    """Train on (images (N, S, S) uint8, labels (N,) int64); keep the best val-loss epoch.
+
+    With ``cfg.ema_decay`` > 0, an exponential moving average of the weights is kept over
+    the full phase, and it (not the live weights) is what val scores and what is kept.
+    """
     generator = torch.Generator().manual_seed(cfg.seed)
     num_classes = model.backbone.get_submodule(model.head).out_features
     weights = None
@@ -175,12 +183,14 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     seconds, seen = 0.0, 0
     phases = [True] * cfg.warmup_epochs + [False] * cfg.epochs
     finetune_steps = max(1, cfg.epochs * len(loader))
-    optimizer, schedule = None, None
+    optimizer, schedule, ema = None, None, None
     for epoch, frozen in enumerate(phases):
         if optimizer is None or epoch == cfg.warmup_epochs:
             optimizer = make_optimizer(model, cfg, frozen)
             schedule = None if frozen else torch.optim.lr_scheduler.CosineAnnealingLR(
                 optimizer, T_max=finetune_steps)
+            if not frozen and cfg.ema_decay > 0:
+                ema = ModelEmaV3(model, decay=cfg.ema_decay)
         set_frozen_backbone(model, frozen, cfg.freeze_stages)
         start, total_loss, images_seen = time.perf_counter(), torch.zeros((), device=device), 0
         for batch, labels in loader:
@@ -191,12 +201,15 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
                 loss = F.cross_entropy(model(inputs).float(), labels, weight=weights,
                                        label_smoothing=cfg.label_smoothing)
             optimizer_step(loss, optimizer, scaler, schedule)
+            if ema is not None:
+                ema.update(model)
             total_loss += loss.detach() * len(labels)  # no per-step host sync on CUDA
             images_seen += len(labels)
         elapsed = time.perf_counter() - start
         if not frozen:
             seconds, seen = seconds + elapsed, seen + images_seen
-        scores = evaluate_split(model, *val, device, precision, cfg)
+        scored = model if ema is None else ema.module
+        scores = evaluate_split(scored, *val, device, precision, cfg)
         row = {"epoch": epoch, "frozen": float(frozen),
                "train_loss": total_loss.item() / max(images_seen, 1),
                "images_per_s": images_seen / max(elapsed, 1e-9),
@@ -206,7 +219,7 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
         log(row)
         if scores["loss"] < best_loss:
             best_loss, best_epoch, waited = scores["loss"], epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(scored.state_dict())
         elif not frozen:
             waited += 1
             if waited >= cfg.patience:
