@@ -95,7 +95,7 @@ def _budget(arm: dict) -> str:
     if settings is None:
         return "not recorded (an earlier profile)"
     return (f"{settings['train.warmup_epochs']} + {settings['train.epochs']}, "
-            f"{settings.get('train.freeze_stages', 0)}")
+            f"{settings.get('train.freeze_stages', 0)}, {settings.get('tta.internal', 'none')}")
 
 
 def train_block(result: dict) -> str:
@@ -122,7 +122,7 @@ def train_block(result: dict) -> str:
         row("the dataset's own leaky Testing folder: accuracy (images)",
             lambda a: f"{a['leaky_testing_folder']['accuracy']:.3f} "
             f"({a['leaky_testing_folder']['images']:,})"),
-        row("budget: warm-up + full epochs, stages kept fixed", _budget),
+        row("budget: warm-up + full epochs, stages kept fixed, test-time views", _budget),
         row("epochs run, warm-up included (best, counted from 0)",
             lambda a: f"{a['epochs_run']} ({a['best_epoch']})"),
         row("training loop / raw forward+backward, img/s (ratio)",
