@@ -197,7 +197,8 @@ def test_tta_modes_average_their_views_and_refuse_unknown_names():
     cpu = torch.device("cpu")
     plain = predict_logits(net, images, cpu, "fp32")
     mirrored = predict_logits(net, np.ascontiguousarray(images[:, :, ::-1]), cpu, "fp32")
-    np.testing.assert_allclose(mode_logits(net, config, images, cpu, "none", 5.0), plain, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mode_logits(net, config, images, cpu, "none", 5.0), plain,
+                               rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(mode_logits(net, config, images, cpu, "flip", 5.0),
                                (plain + mirrored) / 2, rtol=1e-5, atol=1e-6)
     views = view_logits(net, config, images, cpu, 5.0)
