@@ -33,7 +33,7 @@ def images_per_second(model: torch.nn.Module, images: np.ndarray, batch_size: in
     if folded:
         logits = predict.predict_logits(model, images, CPU, "fp32", batch_size, True)
     else:  # the same call with folding replaced by a plain eval-mode copy
-        with mock.patch.object(predict, "fold_batchnorm", lambda m: m.eval()):
+        with mock.patch.object(predict, "inference_copy", lambda m, precision: m.eval()):
             logits = predict.predict_logits(model, images, CPU, "fp32", batch_size, True)
     assert logits.shape == (len(images), 4)
     return len(images) / (time.perf_counter() - start)

@@ -19,7 +19,7 @@ from tumorscreen.models.backbones import (
     map_state_in_order,
 )
 from tumorscreen.models.checkpoint import load_checkpoint, save_checkpoint
-from tumorscreen.models.fold import fold_batchnorm
+from tumorscreen.models.fold import fold_batchnorm, inference_copy
 from tumorscreen.models.predict import predict_logits
 from tumorscreen.models.score import CLASSES, NO_TUMOR, class_index, tumor_logit, tumor_score
 from tumorscreen.models.tta import mode_logits, view_logits
@@ -181,6 +181,8 @@ def test_folded_batchnorm_gives_the_same_logits_and_leaves_the_model_alone(name)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     folded = fold_batchnorm(net)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()), name
+    # under 16-bit autocast inference keeps BatchNorm apart, as training ran it
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in inference_copy(net, "bf16").modules())
     assert net.training and all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
     with torch.no_grad():
         inputs = torch.from_numpy(images).unsqueeze(1).float() / 255

@@ -1,5 +1,5 @@
 """Batched inference on uint8 image arrays, at the precision the model was trained in,
-with BatchNorm folded into the convolutions."""
+with BatchNorm folded into the convolutions in fp32."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tumorscreen.models.fold import fold_batchnorm
+from tumorscreen.models.fold import inference_copy
 from tumorscreen.train.device import autocast
 
 
@@ -26,7 +26,7 @@ def predict_logits(model: nn.Module, images: np.ndarray, device: torch.device,
     """Logits of (N, S, S) uint8 images -> (N, K) float32, in eval mode, in input order;
     ``view`` maps each (B, 1, S, S) input batch first (test-time augmentation). ``model``
     itself is left as it was (mode, device, weights)."""
-    network = fold_batchnorm(model).to(device)
+    network = inference_copy(model, precision).to(device)
     if channels_last:
         network.to(memory_format=torch.channels_last)
     outputs = []
