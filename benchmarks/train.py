@@ -1,10 +1,14 @@
 """Real-data benchmark of train -> calibrate -> evaluate, with the preprocessing ablation.
 
 Usage: python -m benchmarks.train [--workdir DIR] [--arms preprocessed raw]
+                                  [--set KEY=VALUE ...] [--result FILE]
 Runs the data stages on the two shared archives, then, for each arm at the same training
 budget (the real_cpu profile), preprocess -> train -> calibrate -> evaluate as users run
 them (whole processes, wall clock). The arms differ only in the preprocessing toggles.
 Writes benchmarks/results/train.json (small figures only; no image data, no weights).
+``--set`` tries other settings on top of the profile (they are recorded with each arm);
+``--result`` writes elsewhere, so such a trial leaves the published figures alone. Arms run
+separately are merged, and the better one on val is named when all ran at one budget.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import platform
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from benchmarks.profiles import PREPROCESSING_ARMS, REAL_CPU
 from benchmarks.workspace import PROJECT, SHARED_DATA, make_workspace, run_stage_timed
@@ -62,41 +68,58 @@ def arm_summary(root: Path, seconds: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def train_settings() -> dict[str, Any]:
-    """The profile's training budget and test-time views, stored with each arm so runs at
-    other settings show."""
-    return {key: value for key, value in REAL_CPU.items() if key.startswith(("train.", "tta."))}
+def train_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """The training budget and test-time views among ``params``, stored with each arm so
+    runs at other settings show."""
+    return {key: value for key, value in params.items() if key.startswith(("train.", "tta."))}
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as YAML, as ``dvc exp run -S`` does."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
+def better_on_val(arms: dict[str, Any]) -> str | None:
+    """The arm with the lower val loss, when every arm ran at the same settings."""
+    settings = [arm.get("settings") for arm in arms.values()]
+    if len(arms) < len(ARMS) or any(s != settings[0] for s in settings):
+        return None
+    return min(arms, key=lambda a: arms[a]["val_at_best_epoch"]["loss"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--arms", nargs="+", choices=tuple(ARMS), default=list(ARMS))
+    parser.add_argument("--set", dest="overrides", nargs="+", type=parse_override,
+                        default=[], metavar="KEY=VALUE")
+    parser.add_argument("--result", type=Path, default=RESULT)
     args = parser.parse_args()
-    base = {**REAL_CPU,
+    base = {**REAL_CPU, **dict(args.overrides),
             "download.internal.local": str(SHARED_DATA / "brain-tumor-mri-224.zip"),
             "download.external.local": str(SHARED_DATA / "navoneel-brain-mri.zip")}
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "versions": package_versions(), "profile": "real_cpu", "arms": {}}
-    earlier = read_json(RESULT) if RESULT.is_file() else {"arms": {}}
+    earlier = read_json(args.result) if args.result.is_file() else {"arms": {}}
     with tempfile.TemporaryDirectory(prefix="tumorscreen-train-") as tmp:
         root = make_workspace(args.workdir or Path(tmp), base)
         results["data_seconds"] = {s: round(run_stage_timed(root, s), 1) for s in DATA_STAGES}
         for arm in args.arms:
             make_workspace(root, {**base, **ARMS[arm]})
             seconds = {stage: run_stage_timed(root, stage) for stage in MODEL_STAGES}
-            results["arms"][arm] = {**arm_summary(root, seconds), "settings": train_settings()}
-            write_json(RESULT, results)  # partial results survive an interrupted run
-    if len(results["arms"]) < len(ARMS):  # keep the arms not rerun, with their settings
-        results["arms"] = {**earlier["arms"], **results["arms"]}
+            results["arms"][arm] = {**arm_summary(root, seconds),
+                                    "settings": train_settings(base)}
+            write_json(args.result, results)  # partial results survive an interrupted run
+    results["arms"] = {**earlier["arms"], **results["arms"]}  # keep the arms not rerun
+    results["better_on_val"] = better_on_val(results["arms"])
+    if results["better_on_val"] is None:
         results["better_on_val"] = earlier.get("better_on_val")
         results["better_on_val_note"] = "from the last run of both arms at one budget"
-    elif len(results["arms"]) == len(ARMS):
-        chosen = min(results["arms"], key=lambda a: results["arms"][a]["val_at_best_epoch"]
-                     ["loss"])
-        results["better_on_val"] = chosen
-    write_json(RESULT, results)
+    write_json(args.result, results)
     print(json.dumps({arm: {"test": {k: v["value"] for k, v in r["test"].items()},
                             "minutes": r["train_calibrate_evaluate_minutes"]}
                       for arm, r in results["arms"].items()}, indent=1))
