@@ -49,6 +49,8 @@ def arm_summary(root: Path, seconds: dict[str, float]) -> dict[str, Any]:
         "best_epoch": train["best_epoch"], "epochs_run": train["epochs_run"],
         "init": train["init"],
         "test_images": test["images"],
+        "test_bootstrap": {"unit": test["bootstrap_unit"],
+                           "independent_units": test["independent_units"]},
         "test": {name: rounded(ci) for name, ci in test["headline"].items()},
         "test_recall": {name: round(row["recall"], 4)
                         for name, row in test["per_class"].items()},

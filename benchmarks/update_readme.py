@@ -98,6 +98,11 @@ def _budget(arm: dict) -> str:
             f"{settings.get('train.freeze_stages', 0)}, {settings.get('tta.internal', 'none')}")
 
 
+def _bootstrap_unit(arm: dict) -> str:
+    drawn = arm.get("test_bootstrap", {"unit": "image", "independent_units": arm["test_images"]})
+    return f"{drawn['unit']} ({drawn['independent_units']:,} of {arm['test_images']:,})"
+
+
 def train_block(result: dict) -> str:
     """Markdown table of the training benchmark: one column per preprocessing arm."""
     arms = result["arms"]
@@ -113,6 +118,7 @@ def train_block(result: dict) -> str:
              "|---|" + "---|" * len(names)]
     lines += [row(label, lambda a, k=key: _ci(a["test"][k])) for label, key in headline]
     lines += [
+        row("bootstrap unit (independent units among the test images)", _bootstrap_unit),
         row("recall per class", lambda a: ", ".join(f"{k} {v:.3f}"
                                                      for k, v in a["test_recall"].items())),
         row("test ECE, T = 1 / fitted T (T)", lambda a: f"{a['test_ece']['before']:.3f} / "

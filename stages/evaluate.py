@@ -17,7 +17,7 @@ from tumorscreen.models.checkpoint import load_checkpoint
 from tumorscreen.models.score import CLASSES, NO_TUMOR, tumor_score
 from tumorscreen.models.tta import mode_logits
 from tumorscreen.records import provenance, read_json, sha256_file, write_json
-from tumorscreen.train.data import concatenate, labelled_split
+from tumorscreen.train.data import LabelledImages, concatenate, labelled_split
 from tumorscreen.train.device import resolve_device
 
 DATA = Path("data/preprocessed")
@@ -51,18 +51,20 @@ def evaluate(params: dict) -> None:
     device = resolve_device(params["train"]["device"])
     model, config = load_checkpoint(CHECKPOINT)
 
-    def report(images: np.ndarray, labels: np.ndarray) -> tuple[dict, np.ndarray]:
-        logits = mode_logits(model, config, images, device, tta, params["tta"]["rotation_deg"])
-        return evaluation_report(logits, labels, temperature, CLASSES, cfg["bootstrap"],
-                                 cfg["confidence"], cfg["seed"]), logits
+    def report(part: LabelledImages) -> tuple[dict, np.ndarray]:
+        logits = mode_logits(model, config, part.images, device, tta,
+                             params["tta"]["rotation_deg"])
+        return evaluation_report(logits, part.labels, temperature, CLASSES, cfg["bootstrap"],
+                                 cfg["confidence"], cfg["seed"],
+                                 groups=part.resampling_units(cfg["bootstrap_unit"])), logits
 
     test = labelled_split(DATA, "test")
-    test_report, test_logits = report(test.images, test.labels)
+    test_report, test_logits = report(test)
     write_plots(test_logits, test.labels, temperature)
     internal = concatenate([labelled_split(DATA, split, required=split != EXCLUDED)
                             for split in (*INTERNAL_SPLITS, EXCLUDED)])
     leaky = internal.subset((internal.manifest["split_folder"] == "Testing").to_numpy())
-    leaky_report, _ = report(leaky.images, leaky.labels)
+    leaky_report, _ = report(leaky)
     write_json(METRICS, {
         "test": test_report,
         "leaky_testing_folder": {"note": LEAKY_NOTE, **leaky_report,

@@ -43,7 +43,8 @@ def evaluate_external(params: dict) -> None:
         variant = Variant(row["model"], row["tta"], row["calibrated"])
         scores = variant_scores(views[variant.model].logits, variant, row["temperature"])
         auroc = bootstrap_ci(lambda r, s=scores: {"auroc": binary_auroc(positives[r], s[r])},
-                             holdout.labels, cfg["bootstrap"], cfg["confidence"], cfg["seed"])
+                             holdout.labels, cfg["bootstrap"], cfg["confidence"], cfg["seed"],
+                             holdout.resampling_units(cfg["bootstrap_unit"]))
         rows.append({"key": key, **{k: row[k] for k in ("model", "tta", "calibrated",
                                                           "temperature", "threshold", "band")},
                      "auroc": auroc["auroc"],

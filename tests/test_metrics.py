@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import softmax
 from sklearn import metrics as skm
 
-from tumorscreen.metrics.bootstrap import bootstrap_ci, stratified_indices
+from tumorscreen.errors import TumorScreenError
+from tumorscreen.metrics.bootstrap import (
+    bootstrap_ci,
+    group_members,
+    grouped_indices,
+    stratified_indices,
+)
 from tumorscreen.metrics.calibration import (
     brier_score,
     calibration_summary,
@@ -26,6 +33,7 @@ from tumorscreen.metrics.classification import (
 )
 from tumorscreen.metrics.report import evaluation_report
 from tumorscreen.models.score import CLASSES
+from tumorscreen.train.data import LabelledImages
 
 
 def sample(count: int = 3000, classes: int = 4, seed: int = 0,
@@ -152,6 +160,48 @@ def test_stratified_bootstrap_keeps_class_counts_and_is_seeded():
     assert first == bootstrap_ci(statistics, labels, 200, seed=7)
     assert first["mean"]["low"] <= first["mean"]["value"] <= first["mean"]["high"]
     assert first["mean"]["low"] < first["mean"]["high"]
+
+
+def test_group_bootstrap_draws_whole_groups_within_each_class():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1])
+    groups = np.array(["a", "a", "b", "c", "d", "d", "d", "e", "a"])  # "a" holds both classes
+    members = group_members(labels, groups)
+    assert [sorted(map(len, part)) for part in members] == [[1, 1, 2], [1, 1, 3]]
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        drawn = grouped_indices(members, rng)
+        counts = {g: int((groups[drawn] == g).sum()) for g in "bcde"}
+        assert counts["d"] % 3 == 0  # a group comes whole or not at all
+        assert set(labels[drawn]) <= {0, 1}
+        by_class = [np.isin(drawn, np.concatenate(part)).sum() for part in members]
+        assert sum(by_class) == len(drawn)
+
+
+def test_resampling_units_come_from_the_manifest_groups():
+    manifest = pd.DataFrame({"id": ["i0", "i1", "i2"], "group": ["g1", None, "g1"]})
+    part = LabelledImages(np.zeros((3, 4, 4), np.uint8), np.zeros(3, np.int64), manifest)
+    assert part.resampling_units("group").tolist() == ["g1", "i1", "g1"]
+    assert part.resampling_units("image") is None
+    with pytest.raises(TumorScreenError, match="bootstrap unit must be one of"):
+        part.resampling_units("patient")
+
+
+def test_group_bootstrap_counts_duplicates_once():
+    """Three copies of each of 300 values: resampling images treats them as 900 independent
+    rows and narrows the interval by about sqrt(3); resampling groups matches the interval
+    of the 300 distinct values."""
+    values = np.random.default_rng(0).random(300)
+    copies, labels = np.repeat(values, 3), np.zeros(900, dtype=int)
+    groups = np.repeat(np.arange(300), 3)
+
+    def width(data: np.ndarray, strata: np.ndarray, units: np.ndarray | None) -> float:
+        ci = bootstrap_ci(lambda rows: {"mean": float(data[rows].mean())}, strata, 2000,
+                          seed=1, groups=units)["mean"]
+        return ci["high"] - ci["low"]
+
+    distinct = width(values, np.zeros(300, dtype=int), None)
+    assert width(copies, labels, groups) == pytest.approx(distinct, rel=0.12)
+    assert width(copies, labels, None) / distinct == pytest.approx(3 ** -0.5, rel=0.12)
 
 
 def test_evaluation_report_headline_and_intervals():

@@ -62,8 +62,11 @@ def test_evaluate_equals_the_library_report_on_test(repo):
     logits, test = logits_of(repo, "test")
     temperature = read(repo, "models/calibration.json")["temperature"]
     expected = evaluation_report(logits, test.labels, temperature, CLASSES,
-                                 params["bootstrap"], params["confidence"], params["seed"])
+                                 params["bootstrap"], params["confidence"], params["seed"],
+                                 groups=test.resampling_units(params["bootstrap_unit"]))
     stored = read(repo, "metrics/evaluate.json")
+    assert stored["test"]["bootstrap_unit"] == "near-duplicate group"
+    assert stored["test"]["independent_units"] == test.manifest["group"].nunique()
     for name, interval in expected["headline"].items():
         assert stored["test"]["headline"][name] == pytest.approx(interval, nan_ok=True), name
     assert stored["test"]["images"] == len(test)

@@ -39,8 +39,11 @@ def headline_statistics(labels: np.ndarray, probs: np.ndarray,
 
 def evaluation_report(logits: np.ndarray, labels: np.ndarray, temperature: float,
                       classes: Sequence[str], n_resamples: int = 1000, confidence: float = 0.95,
-                      seed: int = 0, n_bins: int = 15) -> dict[str, Any]:
+                      seed: int = 0, n_bins: int = 15,
+                      groups: np.ndarray | None = None) -> dict[str, Any]:
     """Everything reported for (N, K) logits and (N,) int labels at temperature T.
+
+    ``groups`` (N,) near-duplicate group ids make the bootstrap resample whole groups.
 
     Tumour sensitivity and specificity are those of the model's own call (argmax class is
     not ``notumor``); operating points from a threshold policy come later in the pipeline.
@@ -48,7 +51,7 @@ def evaluation_report(logits: np.ndarray, labels: np.ndarray, temperature: float
     probs = probabilities(logits, temperature)
     score = tumor_score(logits, temperature)
     headline = bootstrap_ci(headline_statistics(labels, probs, score), labels, n_resamples,
-                            confidence, seed)
+                            confidence, seed, groups)
     predicted = probs.argmax(axis=1)
     return {
         "images": len(labels),
@@ -56,6 +59,8 @@ def evaluation_report(logits: np.ndarray, labels: np.ndarray, temperature: float
         "headline": headline,
         "confidence_level": confidence,
         "bootstrap_resamples": n_resamples,
+        "bootstrap_unit": "image" if groups is None else "near-duplicate group",
+        "independent_units": len(labels) if groups is None else len(np.unique(groups)),
         "per_class": per_class_report(labels, predicted, classes),
         "confusion": confusion(labels, predicted, len(classes)).tolist(),
         "calibration": calibration_summary(logits, labels, temperature, n_bins),

@@ -15,6 +15,8 @@ from tumorscreen.errors import TumorScreenError
 from tumorscreen.imaging.qc import REJECT
 from tumorscreen.models.score import class_index
 
+BOOTSTRAP_UNITS = ("group", "image")
+
 
 @dataclass(frozen=True)
 class LabelledImages:
@@ -24,6 +26,15 @@ class LabelledImages:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def resampling_units(self, unit: str) -> np.ndarray | None:
+        """(N,) near-duplicate group ids for a group bootstrap (an image without a group is
+        its own), or None to resample images."""
+        if unit not in BOOTSTRAP_UNITS:
+            raise TumorScreenError(f"bootstrap unit must be one of {BOOTSTRAP_UNITS}, got {unit!r}")
+        if unit == "image":
+            return None
+        return self.manifest["group"].fillna(self.manifest["id"]).astype(str).to_numpy()
 
     def subset(self, keep: np.ndarray) -> LabelledImages:
         """Rows where the (N,) boolean ``keep`` is true, in order."""
