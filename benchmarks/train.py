@@ -85,11 +85,12 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def better_on_val(arms: dict[str, Any]) -> str | None:
-    """The arm with the lower val loss, when every arm ran at the same settings."""
+    """The arm with the lower val NLL of the predictor that is evaluated (test-time views
+    averaged, after T), when every arm ran at the same settings."""
     settings = [arm.get("settings") for arm in arms.values()]
     if len(arms) < len(ARMS) or any(s != settings[0] for s in settings):
         return None
-    return min(arms, key=lambda a: arms[a]["val_at_best_epoch"]["loss"])
+    return min(arms, key=lambda a: arms[a]["val_calibration"]["after"]["nll"])
 
 
 def main() -> None:

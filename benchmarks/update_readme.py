@@ -123,8 +123,10 @@ def train_block(result: dict) -> str:
                                                      for k, v in a["test_recall"].items())),
         row("test ECE, T = 1 / fitted T (T)", lambda a: f"{a['test_ece']['before']:.3f} / "
             f"{a['test_ece']['after']:.3f} ({a['temperature']:.2f})"),
-        row("val loss at the best epoch (used to choose)",
+        row("val loss at the best epoch (one view, T = 1)",
             lambda a: f"{a['val_at_best_epoch']['loss']:.4f}"),
+        row("val NLL, views averaged, after T (used to choose)",
+            lambda a: f"{a['val_calibration']['after']['nll']:.4f}"),
         row("the dataset's own leaky Testing folder: accuracy (images)",
             lambda a: f"{a['leaky_testing_folder']['accuracy']:.3f} "
             f"({a['leaky_testing_folder']['images']:,})"),
