@@ -1,6 +1,10 @@
+import argparse
 import json
 
+import pytest
+
 from benchmarks.profiles import PREPROCESSING_ARMS, PROFILES, REAL_DATA_ARM
+from benchmarks.train import better_on_val, parse_override
 from benchmarks.update_readme import BLOCKS, GENERATED, README, RESULTS, render
 
 
@@ -17,3 +21,17 @@ def test_real_data_profiles_use_the_preprocessing_arm_that_won_on_val():
     for overrides in PROFILES.values():
         for key, value in PREPROCESSING_ARMS[REAL_DATA_ARM].items():
             assert overrides[key] == value, key
+
+
+def test_training_benchmark_names_a_better_arm_only_at_one_budget():
+    result = json.loads((RESULTS / "train.json").read_text())
+    arms = result["arms"]
+    assert better_on_val(arms) == result["better_on_val"]
+    assert arms["raw"]["settings"] == arms["preprocessed"]["settings"]
+    assert better_on_val({name: arms[name] for name in ("raw",)}) is None
+    changed = {**arms, "raw": {**arms["raw"], "settings": {"train.epochs": 1}}}
+    assert better_on_val(changed) is None
+    assert parse_override("train.epochs=6") == ("train.epochs", 6)
+    assert parse_override("tta.internal=all") == ("tta.internal", "all")
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_override("train.epochs")
