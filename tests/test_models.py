@@ -139,7 +139,12 @@ def test_checkpoint_round_trips_and_refuses_mismatched_weights(tmp_path):
 
 def test_fp32_and_bf16_agree_on_a_bf16_trained_lite0():
     """The precision trap: a model trained under bf16 autocast must give the same answers
-    in fp32. The grey stem removes the cancelling RGB weights that amplified rounding."""
+    in fp32. The grey stem removes the cancelling RGB weights that amplified rounding.
+
+    Probabilities are compared, not arg-max classes: three steps leave the model near
+    uniform (top-two margins of 0.000-0.04), where any rounding flips ties; on a CPU with
+    native bf16 kernels (AVX512-BF16) 3 of 16 arg-maxes flipped while no probability moved
+    by more than 0.007."""
     torch.manual_seed(0)
     net, _ = build_network(LITE0, 4, pretrained=True)
     images = torch.rand(8, 1, 64, 64)
@@ -156,7 +161,7 @@ def test_fp32_and_bf16_agree_on_a_bf16_trained_lite0():
     test = np.random.default_rng(1).integers(0, 256, (16, 64, 64), dtype=np.uint8)
     fp32 = softmax(predict_logits(net, test, device, "fp32"), axis=1)
     bf16 = softmax(predict_logits(net, test, device, "bf16"), axis=1)
-    assert (fp32.argmax(1) == bf16.argmax(1)).mean() >= 0.9
+    assert np.abs(fp32 - bf16).mean() < 0.01
     assert np.abs(fp32 - bf16).max() < 0.05
 
 
