@@ -38,13 +38,13 @@ def evaluate_external(params: dict) -> None:
         raise TumorScreenError(f"{THRESHOLDS} was fitted for other {stale} weights; "
                                "rerun the threshold stage")
     PLOTS.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, units = [], holdout.resampling_units(cfg["bootstrap_unit"])
     for key, row in fitted["rows"].items():
         variant = Variant(row["model"], row["tta"], row["calibrated"])
         scores = variant_scores(views[variant.model].logits, variant, row["temperature"])
         auroc = bootstrap_ci(lambda r, s=scores: {"auroc": binary_auroc(positives[r], s[r])},
                              holdout.labels, cfg["bootstrap"], cfg["confidence"], cfg["seed"],
-                             holdout.resampling_units(cfg["bootstrap_unit"]))
+                             units)
         rows.append({"key": key, **{k: row[k] for k in ("model", "tta", "calibrated",
                                                           "temperature", "threshold", "band")},
                      "auroc": auroc["auroc"],
