@@ -31,12 +31,10 @@ REAL_DATA_ARM = "raw"
 # stem and first two blocks fixed made full epochs 1.7x faster, and five such epochs beat
 # three unfrozen ones; val loss 0.119). Test-time views: averaging all four (identity,
 # flip, +-5 degrees) cut val loss to 0.098 (flip alone 0.109) and fits the time budget; a
-# weight average (train.ema_decay 0.995) doubled it (0.249), so it stays off. Trials of
-# one change each, judged on the val NLL of the evaluated predictor (views averaged, after
-# T): the backbone at half the head's rate, 0.0939, beat one fifth, 0.0976, and label
-# smoothing 0.1, 0.1011; a sixth full epoch then gave 0.0875, a seventh 0.0927, and a
-# trainable second block (freeze_stages 2) 0.0926, and a balanced sampler in place of the
-# class weights 0.1046. Fine-tuning keeps its best epoch on the external tune split.
+# weight average (train.ema_decay 0.995) doubled it (0.249), so it stays off. Later trials,
+# one change each, are judged on the val NLL of the evaluated predictor (views averaged,
+# after T); the README lists their commands and figures. Fine-tuning keeps its best epoch
+# on the external tune split.
 REAL_CPU = {
     **REAL_DATA,
     **PREPROCESSING_ARMS[REAL_DATA_ARM],
