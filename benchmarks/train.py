@@ -59,6 +59,7 @@ def arm_summary(root: Path, seconds: dict[str, float]) -> dict[str, Any]:
         "temperature": round(calibration["temperature"], 4),
         "val_calibration": {"before": rounded(calibration["before"]),
                             "after": rounded(calibration["after"])},
+        "val_tumor_auroc": round(calibration["tumor_auroc"], 4),
         "leaky_testing_folder": {"images": leaky["images"],
                                  **{name: round(leaky["headline"][name]["value"], 4)
                                     for name in ("accuracy", "macro_f1", "macro_auroc")}},

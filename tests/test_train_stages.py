@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from sklearn.metrics import roc_auc_score
 
 from tests.pipeline import copy_project, dvc, stage_error, stages_run, with_downstream
 from tumorscreen.metrics.calibration import fit_temperature
 from tumorscreen.metrics.report import evaluation_report
 from tumorscreen.models.checkpoint import load_checkpoint
 from tumorscreen.models.predict import checkpoint_logits
-from tumorscreen.models.score import CLASSES
+from tumorscreen.models.score import CLASSES, NO_TUMOR, tumor_score
 from tumorscreen.records import sha256_file
 from tumorscreen.train.data import labelled_split
 
@@ -53,6 +54,9 @@ def test_temperature_is_the_library_fit_on_val_logits(repo):
     for side in ("before", "after"):
         assert set(metrics[side]) == {"nll", "ece", "mce", "brier"}
     assert metrics["after"]["nll"] <= metrics["before"]["nll"] + 1e-9
+    tumour = roc_auc_score(val.labels != NO_TUMOR,
+                           tumor_score(logits, stored["temperature"]))
+    assert metrics["tumor_auroc"] == pytest.approx(tumour, rel=1e-9)
     for name in ("before", "after"):
         assert (repo / f"plots/calibrate/reliability_{name}.csv").is_file()
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from tumorscreen.errors import TumorScreenError
 from tumorscreen.models.backbones import TINY, build_network
+from tumorscreen.models.predict import predict_logits
+from tumorscreen.models.score import NO_TUMOR, tumor_score
 from tumorscreen.train.augment import AugmentConfig, augment_batch
 from tumorscreen.train.device import resolve_device, resolve_precision, seed_everything
 from tumorscreen.train.loop import (
@@ -207,3 +210,17 @@ def test_weight_average_is_what_val_scores_and_what_is_kept():
         averaged.history[averaged.best_epoch]["val_loss"], rel=1e-6)
     with pytest.raises(TumorScreenError, match="ema_decay"):
         TrainConfig.from_params({"ema_decay": 1.0})
+
+
+def test_val_scores_include_the_tumour_auroc_only_when_both_sides_are_present():
+    seed_everything(0)
+    model, _ = build_network(TINY, 4)
+    images, labels = blobs(32, 1)
+    scores = evaluate_split(model, images, labels, CPU, "fp32", quick_config())
+    logits = predict_logits(model, images, CPU, "fp32", 16, False)
+    assert scores["tumor_auroc"] == pytest.approx(
+        roc_auc_score(labels != NO_TUMOR, tumor_score(logits)), rel=1e-9)
+    tumours_only = labels != NO_TUMOR
+    scores = evaluate_split(model, images[tumours_only], labels[tumours_only], CPU, "fp32",
+                            quick_config())
+    assert "tumor_auroc" not in scores and scores["loss"] > 0

@@ -22,9 +22,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from tumorscreen.errors import TumorScreenError
-from tumorscreen.metrics.classification import accuracy, macro_f1
+from tumorscreen.metrics.classification import accuracy, binary_auroc, macro_f1
 from tumorscreen.models.backbones import ScreenNet
 from tumorscreen.models.predict import predict_logits, to_input
+from tumorscreen.models.score import NO_TUMOR, tumor_logit
 from tumorscreen.train.augment import AugmentConfig, augment_batch
 from tumorscreen.train.device import autocast
 
@@ -151,12 +152,18 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
 
 def evaluate_split(model: nn.Module, images: np.ndarray, labels: np.ndarray,
                    device: torch.device, precision: str, cfg: TrainConfig) -> dict[str, float]:
+    """Loss, accuracy, macro-F1 and (when both sides are present) tumour-vs-healthy AUROC
+    of one view of (N, S, S) images."""
     logits = predict_logits(model, images, device, precision, cfg.batch_size,
                             cfg.channels_last)
     loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
     predicted = logits.argmax(axis=1)
-    return {"loss": loss, "accuracy": accuracy(labels, predicted),
-            "macro_f1": macro_f1(labels, predicted, logits.shape[1])}
+    scores = {"loss": loss, "accuracy": accuracy(labels, predicted),
+              "macro_f1": macro_f1(labels, predicted, logits.shape[1])}
+    tumour_auroc = binary_auroc(labels != NO_TUMOR, tumor_logit(logits))
+    if np.isfinite(tumour_auroc):
+        scores["tumor_auroc"] = tumour_auroc
+    return scores
 
 
 def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
