@@ -72,9 +72,10 @@ def arm_summary(root: Path, seconds: dict[str, float]) -> dict[str, Any]:
 
 
 def train_settings(params: dict[str, Any]) -> dict[str, Any]:
-    """The training budget and test-time views among ``params``, stored with each arm so
-    runs at other settings show."""
-    return {key: value for key, value in params.items() if key.startswith(("train.", "tta."))}
+    """The model, training budget and test-time views among ``params``, stored with each
+    arm so runs at other settings show."""
+    return {key: value for key, value in params.items()
+            if key.startswith(("model.", "train.", "tta."))}
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -98,6 +98,13 @@ def _budget(arm: dict) -> str:
             f"{settings.get('train.freeze_stages', 0)}, {settings.get('tta.internal', 'none')}")
 
 
+def _regularisation(arm: dict) -> str:
+    settings = arm.get("settings", {})
+    if "model.dropout" not in settings:
+        return "not recorded (an earlier profile)"
+    return f"{settings['model.dropout']} / {settings['model.drop_path']}"
+
+
 def _bootstrap_unit(arm: dict) -> str:
     drawn = arm.get("test_bootstrap", {"unit": "image", "independent_units": arm["test_images"]})
     return f"{drawn['unit']} ({drawn['independent_units']:,} of {arm['test_images']:,})"
@@ -127,10 +134,13 @@ def train_block(result: dict) -> str:
             lambda a: f"{a['val_at_best_epoch']['loss']:.4f}"),
         row("val NLL, views averaged, after T (used to choose)",
             lambda a: f"{a['val_calibration']['after']['nll']:.4f}"),
+        row("val tumour-vs-healthy AUROC, views averaged, after T",
+            lambda a: f"{a['val_tumor_auroc']:.4f}"),
         row("the dataset's own leaky Testing folder: accuracy (images)",
             lambda a: f"{a['leaky_testing_folder']['accuracy']:.3f} "
             f"({a['leaky_testing_folder']['images']:,})"),
         row("budget: warm-up + full epochs, stages kept fixed, test-time views", _budget),
+        row("head dropout / stochastic depth", _regularisation),
         row("epochs run, warm-up included (best, counted from 0)",
             lambda a: f"{a['epochs_run']} ({a['best_epoch']})"),
         row("training loop / raw forward+backward, img/s (ratio)",
