@@ -12,9 +12,8 @@ from tumorscreen.metrics.calibration import (
     probabilities,
     reliability_table,
 )
-from tumorscreen.metrics.classification import binary_auroc
+from tumorscreen.metrics.report import tumor_auroc
 from tumorscreen.models.checkpoint import load_checkpoint
-from tumorscreen.models.score import NO_TUMOR, tumor_score
 from tumorscreen.models.tta import mode_logits
 from tumorscreen.records import provenance, sha256_file, write_json
 from tumorscreen.train.data import labelled_split
@@ -45,7 +44,7 @@ def calibrate(params: dict) -> None:
         "temperature": temperature, "images": len(val), "bins": bins,
         "before": calibration_summary(logits, val.labels, 1.0, bins),
         "after": calibration_summary(logits, val.labels, temperature, bins),
-        "tumor_auroc": binary_auroc(val.labels != NO_TUMOR, tumor_score(logits, temperature)),
+        "tumor_auroc": tumor_auroc(logits, val.labels, temperature),
         "provenance": provenance(
             val_images_sha256=sha256_file(DATA / "val" / "images.npy"),
             checkpoint_sha256=sha256_file(CHECKPOINT / "model.pt"),

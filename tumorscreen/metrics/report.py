@@ -18,7 +18,13 @@ from tumorscreen.metrics.classification import (
     per_class_report,
     sensitivity_specificity,
 )
-from tumorscreen.models.score import NO_TUMOR, tumor_score
+from tumorscreen.models.score import NO_TUMOR, tumor_logit, tumor_score
+
+
+def tumor_auroc(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Tumour-vs-healthy AUROC of the one tumour score, (N, K) logits and (N,) int labels;
+    NaN when either side is missing. Ranked on the log-odds, which never saturate."""
+    return binary_auroc(labels != NO_TUMOR, tumor_logit(logits, temperature))
 
 
 def headline_statistics(labels: np.ndarray, probs: np.ndarray,

@@ -22,10 +22,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from tumorscreen.errors import TumorScreenError
-from tumorscreen.metrics.classification import accuracy, binary_auroc, macro_f1
+from tumorscreen.metrics.classification import accuracy, macro_f1
+from tumorscreen.metrics.report import tumor_auroc
 from tumorscreen.models.backbones import ScreenNet
 from tumorscreen.models.predict import predict_logits, to_input
-from tumorscreen.models.score import NO_TUMOR, tumor_logit
 from tumorscreen.train.augment import AugmentConfig, augment_batch
 from tumorscreen.train.device import autocast
 
@@ -160,7 +160,7 @@ def evaluate_split(model: nn.Module, images: np.ndarray, labels: np.ndarray,
     predicted = logits.argmax(axis=1)
     scores = {"loss": loss, "accuracy": accuracy(labels, predicted),
               "macro_f1": macro_f1(labels, predicted, logits.shape[1])}
-    tumour_auroc = binary_auroc(labels != NO_TUMOR, tumor_logit(logits))
+    tumour_auroc = tumor_auroc(logits, labels)
     if np.isfinite(tumour_auroc):
         scores["tumor_auroc"] = tumour_auroc
     return scores
