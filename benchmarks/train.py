@@ -1,7 +1,7 @@
 """Real-data benchmark of train -> calibrate -> evaluate, with the preprocessing ablation.
 
 Usage: python -m benchmarks.train [--workdir DIR] [--arms preprocessed raw]
-                                  [--set KEY=VALUE ...] [--result FILE]
+                                  [--set KEY=VALUE ...] [--result FILE] [--keep DIR]
 Runs the data stages on the two shared archives, then, for each arm at the same training
 budget (the real_cpu profile), preprocess -> train -> calibrate -> evaluate as users run
 them (whole processes, wall clock). The arms differ only in the preprocessing toggles.
@@ -9,6 +9,7 @@ Writes benchmarks/results/train.json (small figures only; no image data, no weig
 ``--set`` tries other settings on top of the profile (they are recorded with each arm);
 ``--result`` writes elsewhere, so such a trial leaves the published figures alone. Arms run
 separately are merged, and the better one on val is named when all ran at one budget.
+``--keep`` copies each arm's checkpoint to DIR/<arm>, for ``benchmarks.compare_val``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", nargs="+", type=parse_override,
                         default=[], metavar="KEY=VALUE")
     parser.add_argument("--result", type=Path, default=RESULT)
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR")
     args = parser.parse_args()
     base = {**REAL_CPU, **dict(args.overrides),
             "download.internal.local": str(SHARED_DATA / "brain-tumor-mri-224.zip"),
@@ -119,6 +122,8 @@ def main() -> None:
             results["arms"][arm] = {**arm_summary(root, seconds),
                                     "settings": train_settings(base)}
             write_json(args.result, results)  # partial results survive an interrupted run
+            if args.keep:
+                shutil.copytree(root / "models" / "base", args.keep / arm, dirs_exist_ok=True)
     results["arms"] = {**earlier["arms"], **results["arms"]}  # keep the arms not rerun
     results["better_on_val"] = better_on_val(results["arms"])
     if results["better_on_val"] is None:

@@ -17,6 +17,8 @@ from tumorscreen.metrics.bootstrap import (
 )
 from tumorscreen.metrics.calibration import (
     brier_score,
+    calibrated_nll,
+    calibrated_nll_difference,
     calibration_summary,
     expected_calibration_error,
     fit_temperature,
@@ -113,6 +115,24 @@ def test_fitted_temperature_is_the_nll_minimum():
     best = nll(logits * 2, labels, fitted)
     assert best <= nll(logits * 2, labels, fitted * 1.02)
     assert best <= nll(logits * 2, labels, fitted / 1.02)
+
+
+def test_nll_difference_is_paired_and_refits_each_temperature():
+    """A predictor that differs only by its temperature ties with the baseline; one that
+    adds noise to the baseline's logits loses, and the interval says so."""
+    logits, labels = sample(1500, seed=5)
+    groups = np.arange(1500) // 3
+    same = calibrated_nll_difference(logits, logits, labels, 200, groups=groups)
+    assert same == {"value": 0.0, "low": 0.0, "high": 0.0}
+    rescaled = calibrated_nll_difference(logits, logits * 2.5, labels, 200, groups=groups)
+    assert abs(rescaled["value"]) < 1e-4 and rescaled["high"] - rescaled["low"] < 1e-3
+    noisy = logits + np.random.default_rng(6).normal(0, 1.5, logits.shape)
+    worse = calibrated_nll_difference(logits, noisy, labels, 200, groups=groups)
+    assert worse["value"] == pytest.approx(
+        calibrated_nll(noisy, labels) - calibrated_nll(logits, labels), rel=1e-9)
+    assert 0 < worse["low"] < worse["value"] < worse["high"]
+    better = calibrated_nll_difference(noisy, logits, labels, 200, groups=groups)
+    assert better["value"] == pytest.approx(-worse["value"]) and better["high"] < 0
 
 
 def test_auroc_matches_sklearn_including_ties():

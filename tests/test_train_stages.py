@@ -10,6 +10,7 @@ import torch
 import yaml
 from sklearn.metrics import roc_auc_score
 
+from benchmarks.compare_val import compare_val
 from tests.pipeline import copy_project, dvc, stage_error, stages_run, with_downstream
 from tumorscreen.metrics.calibration import fit_temperature
 from tumorscreen.metrics.report import evaluation_report
@@ -59,6 +60,18 @@ def test_temperature_is_the_library_fit_on_val_logits(repo):
     assert metrics["tumor_auroc"] == pytest.approx(tumour, rel=1e-9)
     for name in ("before", "after"):
         assert (repo / f"plots/calibrate/reliability_{name}.csv").is_file()
+
+
+def test_val_comparison_scores_a_checkpoint_as_the_calibrate_stage_does(repo):
+    checkpoint = repo / "models/base"
+    result = compare_val(repo, checkpoint, checkpoint, resamples=50)
+    metrics = read(repo, "metrics/calibration.json")
+    assert result["val_images"] == metrics["images"]
+    assert result["baseline"] == result["candidate"]
+    assert result["baseline"]["temperature"] == pytest.approx(metrics["temperature"], abs=1e-4)
+    assert result["baseline"]["nll_after_t"] == pytest.approx(metrics["after"]["nll"], abs=1e-4)
+    assert result["nll_difference"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+    assert result["adopt"] is False
 
 
 def test_evaluate_equals_the_library_report_on_test(repo):

@@ -10,6 +10,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
 from tumorscreen.errors import TumorScreenError
+from tumorscreen.metrics.bootstrap import bootstrap_ci
 from tumorscreen.models.score import tumor_logit
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)
@@ -41,6 +42,29 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The T minimising val NLL, searched over log T with bounded Brent (NLL is convex in 1/T,
     so the bounded 1-D search converges to the optimum)."""
     return _minimise_over_log_t(lambda t: nll(logits, labels, t), len(labels))
+
+
+def calibrated_nll(logits: np.ndarray, labels: np.ndarray) -> float:
+    """NLL of (N, K) logits after the temperature fitted on these same rows."""
+    return nll(logits, labels, fit_temperature(logits, labels))
+
+
+def calibrated_nll_difference(baseline: np.ndarray, candidate: np.ndarray, labels: np.ndarray,
+                              n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+                              groups: np.ndarray | None = None) -> dict[str, float]:
+    """Paired comparison of two predictors on one labelled split: the candidate's calibrated
+    NLL minus the baseline's (negative favours the candidate), with its percentile CI.
+
+    baseline, candidate (N, K) logits of the same N images; labels (N,) int; groups (N,)
+    near-duplicate ids to resample whole groups. Both predictors are scored on the same
+    resampled rows (paired), and each T is refitted on them, so the interval includes the
+    uncertainty of fitting T. Returns {"value", "low", "high"}.
+    """
+    def statistics(rows: np.ndarray) -> dict[str, float]:
+        return {"difference": calibrated_nll(candidate[rows], labels[rows])
+                - calibrated_nll(baseline[rows], labels[rows])}
+
+    return bootstrap_ci(statistics, labels, n_resamples, confidence, seed, groups)["difference"]
 
 
 def tumor_nll(logits: np.ndarray, positives: np.ndarray, temperature: float = 1.0) -> float:

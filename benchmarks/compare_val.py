@@ -1,0 +1,82 @@
+"""Paired val comparison of two kept checkpoints: the rule a setting must pass to be adopted.
+
+Usage: python -m benchmarks.compare_val --workdir DIR --baseline A --candidate B
+                                        [--resamples 1000] [--result FILE]
+DIR is a ``benchmarks.train`` workspace whose last arm wrote the val split both checkpoints
+were trained against; A and B are checkpoint folders kept by ``benchmarks.train --keep``.
+Each is scored as the calibrate and evaluate stages score it (the workspace's test-time
+views, its own T fitted on val). The candidate's val NLL minus the baseline's is
+bootstrapped by near-duplicate group, paired (both on the same resampled images) and with
+each T refitted in every resample. The candidate is adopted only when the whole interval
+lies below zero. Reads no test images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from tumorscreen.metrics.calibration import calibrated_nll_difference, fit_temperature, nll
+from tumorscreen.metrics.report import tumor_auroc
+from tumorscreen.models.checkpoint import load_checkpoint
+from tumorscreen.models.tta import mode_logits
+from tumorscreen.records import write_json
+from tumorscreen.train.data import LabelledImages, labelled_split
+from tumorscreen.train.device import resolve_device
+
+
+def predictor_summary(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The evaluated predictor's val figures: T, NLL after T, accuracy, tumour AUROC."""
+    temperature = fit_temperature(logits, labels)
+    return {"temperature": round(temperature, 4),
+            "nll_after_t": round(nll(logits, labels, temperature), 4),
+            "accuracy": round(float((logits.argmax(1) == labels).mean()), 4),
+            "tumor_auroc": round(tumor_auroc(logits, labels, temperature), 4)}
+
+
+def compare_val(workdir: Path, baseline: Path, candidate: Path,
+                resamples: int) -> dict[str, Any]:
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    val: LabelledImages = labelled_split(workdir / "data" / "preprocessed", "val")
+    device = resolve_device(params["train"]["device"])
+    tta, evaluate = params["tta"], params["evaluate"]
+    folders = {"baseline": baseline, "candidate": candidate}
+    logits = {}
+    for name, folder in folders.items():
+        model, config = load_checkpoint(folder)
+        logits[name] = mode_logits(model, config, val.images, device, tta["internal"],
+                                   tta["rotation_deg"])
+    difference = calibrated_nll_difference(
+        logits["baseline"], logits["candidate"], val.labels, resamples,
+        evaluate["confidence"], evaluate["seed"],
+        val.resampling_units(evaluate["bootstrap_unit"]))
+    return {"val_images": len(val), "tta": tta["internal"],
+            "resampling_unit": evaluate["bootstrap_unit"], "resamples": resamples,
+            "confidence": evaluate["confidence"],
+            **{name: {"checkpoint": str(folders[name]), **predictor_summary(values, val.labels)}
+               for name, values in logits.items()},
+            "nll_difference": {key: round(value, 4) for key, value in difference.items()},
+            "adopt": difference["high"] < 0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--baseline", type=Path, required=True)
+    parser.add_argument("--candidate", type=Path, required=True)
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--result", type=Path, default=None)
+    args = parser.parse_args()
+    result = compare_val(args.workdir, args.baseline, args.candidate, args.resamples)
+    if args.result:
+        write_json(args.result, result)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
