@@ -46,7 +46,6 @@ def train(params: dict) -> None:
         **params["model"], "classes": list(CLASSES), "image_size": size,
         "precision": precision, "channels_last": cfg.channels_last,
         "batch_size": cfg.batch_size, "init": init})
-    best = result.history[result.best_epoch]
     write_json(CHECKPOINT / "run_info.json", {
         **describe_device(device), "precision": precision, "init": init,
         "wall_seconds": round(wall, 2), "epochs_run": len(result.history),
@@ -57,8 +56,8 @@ def train(params: dict) -> None:
     write_json(METRICS, {
         "best_epoch": result.best_epoch, "epochs_run": len(result.history),
         "stopped_early": result.stopped_early, "init": init,
-        "val": {key[4:]: value for key, value in best.items() if key.startswith("val_")},
-        "train_loss": best["train_loss"],
+        "averaged_epochs": result.averaged_epochs, "val": result.val_scores,
+        "train_loss": result.history[result.best_epoch]["train_loss"],
         "provenance": provenance(
             train_images_sha256=sha256_file(DATA / "train" / "images.npy"),
             val_images_sha256=sha256_file(DATA / "val" / "images.npy"),

@@ -9,17 +9,19 @@ from sklearn.metrics import roc_auc_score
 
 from tumorscreen.errors import TumorScreenError
 from tumorscreen.models.backbones import TINY, build_network
-from tumorscreen.models.predict import predict_logits
+from tumorscreen.models.predict import predict_logits, to_input
 from tumorscreen.models.score import NO_TUMOR, tumor_score
 from tumorscreen.train.augment import AugmentConfig, augment_batch
 from tumorscreen.train.device import resolve_device, resolve_precision, seed_everything
 from tumorscreen.train.loop import (
     TrainConfig,
+    average_states,
     class_weights,
     evaluate_split,
     fit,
     make_optimizer,
     raw_images_per_second,
+    recompute_batchnorm,
 )
 
 CPU = torch.device("cpu")
@@ -210,6 +212,53 @@ def test_weight_average_is_what_val_scores_and_what_is_kept():
         averaged.history[averaged.best_epoch]["val_loss"], rel=1e-6)
     with pytest.raises(TumorScreenError, match="ema_decay"):
         TrainConfig.from_params({"ema_decay": 1.0})
+
+
+def test_average_states_is_the_mean_of_floats_and_keeps_the_last_counters():
+    states = [{"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)},
+              {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(7)}]
+    averaged = average_states(states)
+    assert torch.equal(averaged["w"], torch.tensor([2.0, 4.0]))
+    assert torch.equal(averaged["n"], torch.tensor(7))
+
+
+def test_batchnorm_statistics_are_recomputed_from_the_training_images():
+    seed_everything(0)
+    model, _ = build_network(TINY, 4)
+    images, labels = blobs(64, 0)
+    cfg = quick_config(batch_size=64)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(images), torch.from_numpy(labels)),
+        batch_size=64)
+    stem = model.backbone[1]
+    stem.running_mean.fill_(5.0)
+    recompute_batchnorm(model, loader, cfg, CPU, "fp32", torch.Generator().manual_seed(0))
+    inputs = (to_input(torch.from_numpy(images), CPU, False) - model.mean) / model.std
+    with torch.no_grad():
+        expected = model.backbone[0](inputs)
+    assert torch.allclose(stem.running_mean, expected.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert stem.momentum == 0.1 and model.training
+
+
+def test_averaged_weights_compete_with_the_best_epoch_on_val():
+    def curves(fitted) -> list[dict[str, float]]:
+        return [{k: v for k, v in row.items() if k != "images_per_s"} for row in fitted.history]
+
+    single = train_tiny(quick_config(epochs=4, lr=0.01))
+    result = train_tiny(quick_config(epochs=4, lr=0.01, average_epochs=3))
+    assert curves(result) == curves(single)  # the average changes nothing before the end
+    # at this rate the last three epochs' average beats every single epoch on val
+    assert result.averaged_epochs == [2, 3, 4]
+    assert result.val_scores["loss"] < min(row["val_loss"] for row in result.history)
+    rescored = evaluate_split(result.model, *blobs(32, 1), CPU, "fp32", quick_config())
+    assert rescored["loss"] == pytest.approx(result.val_scores["loss"], rel=1e-6)
+    # at a rate that overshoots, one epoch is already better, and it is kept
+    overshoot = train_tiny(quick_config(epochs=4, lr=0.05, average_epochs=3))
+    assert overshoot.averaged_epochs == []
+    assert overshoot.val_scores["loss"] == overshoot.history[overshoot.best_epoch]["val_loss"]
+    for bad in ({"average_epochs": -1}, {"average_epochs": 3, "ema_decay": 0.9}):
+        with pytest.raises(TumorScreenError, match="average_epochs"):
+            TrainConfig.from_params(bad)
 
 
 def test_val_scores_include_the_tumour_auroc_only_when_both_sides_are_present():

@@ -3,13 +3,15 @@
 Phase 1 (warm-up): the backbone is frozen (no gradients, BatchNorm statistics fixed) and
 only the head learns. Phase 2 (fine-tune): everything learns, the backbone at a lower rate
 than the head, with cosine decay per step. Early stopping watches the val loss, and the
-best epoch's weights are kept.
+best epoch's weights are kept. Optionally the weights of the last full-phase epochs are
+averaged (stochastic weight averaging) and compete on val with the best single epoch.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from timm.utils import ModelEmaV3
 from torch import nn
+from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from tumorscreen.errors import TumorScreenError
@@ -45,6 +48,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
     ema_decay: float = 0.0  # per-step weight average over the full phase; 0 turns it off
+    average_epochs: int = 0  # equal average of the last N full-phase epochs' weights; 0: off
     imbalance: str = "class_weights"
     patience: int = 3
     workers: int = 0
@@ -70,14 +74,19 @@ class TrainConfig:
             raise TumorScreenError("train.batch_size must be >= 2 and epochs >= 0")
         if not 0.0 <= cfg.ema_decay < 1.0:
             raise TumorScreenError("train.ema_decay must be in [0, 1)")
+        if cfg.average_epochs < 0 or (cfg.average_epochs and cfg.ema_decay):
+            raise TumorScreenError("train.average_epochs must be >= 0 and is not stacked "
+                                   "with train.ema_decay (both average the weights)")
         return cfg
 
 
 @dataclass
 class FitResult:
-    model: ScreenNet  # holds the best epoch's weights
-    best_epoch: int
+    model: ScreenNet  # holds the kept weights: the best epoch's, or the average's
+    best_epoch: int  # the best single epoch (index into history)
     history: list[dict[str, float]]
+    val_scores: dict[str, float]  # of the kept weights
+    averaged_epochs: list[int]  # the epochs whose average was kept; empty: best_epoch's
     train_seconds: float  # time inside training batches (loading, augmenting, stepping)
     train_images: int
     stopped_early: bool
@@ -150,6 +159,24 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
         schedule.step()
 
 
+def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The equal average of floating-point tensors across state dicts; other tensors (batch
+    counters) from the last."""
+    return {key: torch.stack([state[key] for state in states]).mean(dim=0)
+            if value.is_floating_point() else value for key, value in states[-1].items()}
+
+
+def recompute_batchnorm(model: nn.Module, loader: DataLoader, cfg: TrainConfig,
+                        device: torch.device, precision: str,
+                        generator: torch.Generator) -> None:
+    """BatchNorm statistics for averaged weights, from one pass over the training batches,
+    augmented as in training (averaged running statistics do not match averaged weights)."""
+    inputs = (augment_batch(to_input(batch, device, cfg.channels_last), cfg.augment, generator)
+              for batch, _ in loader)
+    with autocast(device, precision):
+        update_bn(inputs, model)
+
+
 def evaluate_split(model: nn.Module, images: np.ndarray, labels: np.ndarray,
                    device: torch.device, precision: str, cfg: TrainConfig) -> dict[str, float]:
     """Loss, accuracy, macro-F1 and (when both sides are present) tumour-vs-healthy AUROC
@@ -191,6 +218,7 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     phases = [True] * cfg.warmup_epochs + [False] * cfg.epochs
     finetune_steps = max(1, cfg.epochs * len(loader))
     optimizer, schedule, ema = None, None, None
+    tail: deque[tuple[int, dict[str, torch.Tensor]]] = deque(maxlen=cfg.average_epochs)
     for epoch, frozen in enumerate(phases):
         if optimizer is None or epoch == cfg.warmup_epochs:
             optimizer = make_optimizer(model, cfg, frozen)
@@ -224,6 +252,9 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
                **{f"val_{key}": value for key, value in scores.items()}}
         history.append(row)
         log(row)
+        if not frozen and cfg.average_epochs:
+            tail.append((epoch, {key: value.detach().to("cpu", copy=True)
+                                 for key, value in model.state_dict().items()}))
         if scores["loss"] < best_loss:
             best_loss, best_epoch, waited = scores["loss"], epoch, 0
             best_state = copy.deepcopy(scored.state_dict())
@@ -231,10 +262,20 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
             waited += 1
             if waited >= cfg.patience:
                 break
+    kept_scores = {key[4:]: value for key, value in history[best_epoch].items()
+                   if key.startswith("val_")} if history else {}
+    averaged: list[int] = []
+    if len(tail) > 1:  # the average competes with the best epoch on the same val loss
+        model.load_state_dict(average_states([state for _, state in tail]))
+        recompute_batchnorm(model, loader, cfg, device, precision, generator)
+        scores = evaluate_split(model, *val, device, precision, cfg)
+        if scores["loss"] < best_loss:
+            best_state, kept_scores = copy.deepcopy(model.state_dict()), scores
+            averaged = [epoch for epoch, _ in tail]
     if best_state is not None:
         model.load_state_dict(best_state)
     set_frozen_backbone(model, False)
-    return FitResult(model.eval(), best_epoch, history, seconds, seen,
+    return FitResult(model.eval(), best_epoch, history, kept_scores, averaged, seconds, seen,
                      stopped_early=len(history) < len(phases))
 
 
