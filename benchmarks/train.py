@@ -49,6 +49,7 @@ def arm_summary(root: Path, seconds: dict[str, float]) -> dict[str, Any]:
     return {
         "val_at_best_epoch": rounded(train["val"]),
         "best_epoch": train["best_epoch"], "epochs_run": train["epochs_run"],
+        "averaged_epochs": train.get("averaged_epochs", []),
         "init": train["init"],
         "test_images": test["images"],
         "test_bootstrap": {"unit": test["bootstrap_unit"],

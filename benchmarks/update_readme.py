@@ -105,6 +105,12 @@ def _regularisation(arm: dict) -> str:
     return f"{settings['model.dropout']} / {settings['model.drop_path']}"
 
 
+def _epochs(arm: dict) -> str:
+    averaged = arm.get("averaged_epochs")
+    kept = f"; kept the average of {averaged[0]}-{averaged[-1]}" if averaged else ""
+    return f"{arm['epochs_run']} ({arm['best_epoch']}{kept})"
+
+
 def _bootstrap_unit(arm: dict) -> str:
     drawn = arm.get("test_bootstrap", {"unit": "image", "independent_units": arm["test_images"]})
     return f"{drawn['unit']} ({drawn['independent_units']:,} of {arm['test_images']:,})"
@@ -141,8 +147,7 @@ def train_block(result: dict) -> str:
             f"({a['leaky_testing_folder']['images']:,})"),
         row("budget: warm-up + full epochs, stages kept fixed, test-time views", _budget),
         row("head dropout / stochastic depth", _regularisation),
-        row("epochs run, warm-up included (best, counted from 0)",
-            lambda a: f"{a['epochs_run']} ({a['best_epoch']})"),
+        row("epochs run, warm-up included (best, counted from 0)", _epochs),
         row("training loop / raw forward+backward, img/s (ratio)",
             lambda a: f"{a['throughput']['loop_images_per_s']} / "
             f"{a['throughput']['raw_images_per_s']} ({a['throughput']['loop_vs_raw']:.2f})"),
