@@ -50,6 +50,7 @@ def arm_summary(root: Path, seconds: dict[str, float]) -> dict[str, Any]:
         "val_at_best_epoch": rounded(train["val"]),
         "best_epoch": train["best_epoch"], "epochs_run": train["epochs_run"],
         "averaged_epochs": train.get("averaged_epochs", []),
+        "average_val": train.get("average_val") and rounded(train["average_val"]),
         "init": train["init"],
         "test_images": test["images"],
         "test_bootstrap": {"unit": test["bootstrap_unit"],

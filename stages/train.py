@@ -56,7 +56,8 @@ def train(params: dict) -> None:
     write_json(METRICS, {
         "best_epoch": result.best_epoch, "epochs_run": len(result.history),
         "stopped_early": result.stopped_early, "init": init,
-        "averaged_epochs": result.averaged_epochs, "val": result.val_scores,
+        "averaged_epochs": result.averaged_epochs, "average_val": result.average_scores,
+        "val": result.val_scores,
         "train_loss": result.history[result.best_epoch]["train_loss"],
         "provenance": provenance(
             train_images_sha256=sha256_file(DATA / "train" / "images.npy"),

@@ -250,11 +250,13 @@ def test_averaged_weights_compete_with_the_best_epoch_on_val():
     # at this rate the last three epochs' average beats every single epoch on val
     assert result.averaged_epochs == [2, 3, 4]
     assert result.val_scores["loss"] < min(row["val_loss"] for row in result.history)
+    assert result.average_scores == result.val_scores and single.average_scores is None
     rescored = evaluate_split(result.model, *blobs(32, 1), CPU, "fp32", quick_config())
     assert rescored["loss"] == pytest.approx(result.val_scores["loss"], rel=1e-6)
     # at a rate that overshoots, one epoch is already better, and it is kept
     overshoot = train_tiny(quick_config(epochs=4, lr=0.05, average_epochs=3))
     assert overshoot.averaged_epochs == []
+    assert overshoot.average_scores["loss"] > overshoot.val_scores["loss"]
     assert overshoot.val_scores["loss"] == overshoot.history[overshoot.best_epoch]["val_loss"]
     for bad in ({"average_epochs": -1}, {"average_epochs": 3, "ema_decay": 0.9}):
         with pytest.raises(TumorScreenError, match="average_epochs"):

@@ -87,6 +87,7 @@ class FitResult:
     history: list[dict[str, float]]
     val_scores: dict[str, float]  # of the kept weights
     averaged_epochs: list[int]  # the epochs whose average was kept; empty: best_epoch's
+    average_scores: dict[str, float] | None  # val scores of the average, kept or not
     train_seconds: float  # time inside training batches (loading, augmenting, stepping)
     train_images: int
     stopped_early: bool
@@ -265,17 +266,19 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     kept_scores = {key[4:]: value for key, value in history[best_epoch].items()
                    if key.startswith("val_")} if history else {}
     averaged: list[int] = []
+    average_scores = None
     if len(tail) > 1:  # the average competes with the best epoch on the same val loss
         model.load_state_dict(average_states([state for _, state in tail]))
         recompute_batchnorm(model, loader, cfg, device, precision, generator)
-        scores = evaluate_split(model, *val, device, precision, cfg)
-        if scores["loss"] < best_loss:
-            best_state, kept_scores = copy.deepcopy(model.state_dict()), scores
+        average_scores = evaluate_split(model, *val, device, precision, cfg)
+        if average_scores["loss"] < best_loss:
+            best_state, kept_scores = copy.deepcopy(model.state_dict()), average_scores
             averaged = [epoch for epoch, _ in tail]
     if best_state is not None:
         model.load_state_dict(best_state)
     set_frozen_backbone(model, False)
-    return FitResult(model.eval(), best_epoch, history, kept_scores, averaged, seconds, seen,
+    return FitResult(model.eval(), best_epoch, history, kept_scores, averaged,
+                     average_scores, seconds, seen,
                      stopped_early=len(history) < len(phases))
 
 
