@@ -7,8 +7,9 @@ were trained against; A and B are checkpoint folders kept by ``benchmarks.train 
 Each is scored as the calibrate and evaluate stages score it (the workspace's test-time
 views, its own T fitted on val). The candidate's val NLL minus the baseline's is
 bootstrapped by near-duplicate group, paired (both on the same resampled images) and with
-each T refitted in every resample. The candidate is adopted only when the whole interval
-lies below zero. Reads no test images.
+each T refitted in every resample. The README's rule adopts a change only when the whole
+interval lies below zero at seed 0 and the difference is negative at seed 1 too. Reads no
+test images.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tumorscreen.metrics.report import tumor_auroc
 from tumorscreen.models.checkpoint import load_checkpoint
 from tumorscreen.models.tta import mode_logits
 from tumorscreen.records import write_json
-from tumorscreen.train.data import LabelledImages, labelled_split
+from tumorscreen.train.data import labelled_split
 from tumorscreen.train.device import resolve_device
 
 
@@ -42,7 +43,7 @@ def predictor_summary(logits: np.ndarray, labels: np.ndarray) -> dict[str, float
 def compare_val(workdir: Path, baseline: Path, candidate: Path,
                 resamples: int) -> dict[str, Any]:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
-    val: LabelledImages = labelled_split(workdir / "data" / "preprocessed", "val")
+    val = labelled_split(workdir / "data" / "preprocessed", "val")
     device = resolve_device(params["train"]["device"])
     tta, evaluate = params["tta"], params["evaluate"]
     folders = {"baseline": baseline, "candidate": candidate}
@@ -61,7 +62,7 @@ def compare_val(workdir: Path, baseline: Path, candidate: Path,
             **{name: {"checkpoint": str(folders[name]), **predictor_summary(values, val.labels)}
                for name, values in logits.items()},
             "nll_difference": {key: round(value, 4) for key, value in difference.items()},
-            "adopt": difference["high"] < 0}
+            "interval_below_zero": difference["high"] < 0}
 
 
 def main() -> None:

@@ -71,7 +71,7 @@ def test_val_comparison_scores_a_checkpoint_as_the_calibrate_stage_does(repo):
     assert result["baseline"]["temperature"] == pytest.approx(metrics["temperature"], abs=1e-4)
     assert result["baseline"]["nll_after_t"] == pytest.approx(metrics["after"]["nll"], abs=1e-4)
     assert result["nll_difference"] == {"value": 0.0, "low": 0.0, "high": 0.0}
-    assert result["adopt"] is False
+    assert result["interval_below_zero"] is False
 
 
 def test_evaluate_equals_the_library_report_on_test(repo):
