@@ -18,7 +18,7 @@ from tumorscreen.metrics.classification import (
     per_class_report,
     sensitivity_specificity,
 )
-from tumorscreen.models.score import NO_TUMOR, tumor_logit, tumor_score
+from tumorscreen.models.score import NO_TUMOR, tumor_logit
 
 
 def tumor_auroc(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
@@ -29,7 +29,8 @@ def tumor_auroc(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0
 
 def headline_statistics(labels: np.ndarray, probs: np.ndarray,
                         score: np.ndarray) -> Callable[[np.ndarray], dict[str, float]]:
-    """The headline figures of the rows picked by an index array (for the bootstrap)."""
+    """The headline figures of the rows picked by an index array (for the bootstrap);
+    ``score`` (N,) ranks images for the tumour-vs-healthy AUROC."""
     predicted = probs.argmax(axis=1)
     tumour, called = labels != NO_TUMOR, predicted != NO_TUMOR
 
@@ -55,7 +56,7 @@ def evaluation_report(logits: np.ndarray, labels: np.ndarray, temperature: float
     not ``notumor``); operating points from a threshold policy come later in the pipeline.
     """
     probs = probabilities(logits, temperature)
-    score = tumor_score(logits, temperature)
+    score = tumor_logit(logits, temperature)  # ranks as tumor_score does, never saturating
     headline = bootstrap_ci(headline_statistics(labels, probs, score), labels, n_resamples,
                             confidence, seed, groups)
     predicted = probs.argmax(axis=1)
