@@ -1,15 +1,17 @@
 """Paired val comparison of two kept checkpoints: the rule a setting must pass to be adopted.
 
-Usage: python -m benchmarks.compare_val --workdir DIR --baseline A --candidate B
-                                        [--resamples 1000] [--result FILE]
+Usage: python -m benchmarks.compare_val --workdir DIR --baseline A [A2 ...]
+                                        --candidate B [B2 ...] [--resamples 1000]
+                                        [--result FILE]
 DIR is a ``benchmarks.train`` workspace whose last arm wrote the val split both checkpoints
 were trained against; A and B are checkpoint folders kept by ``benchmarks.train --keep``.
 Each is scored as the calibrate and evaluate stages score it (the workspace's test-time
-views, its own T fitted on val). The candidate's val NLL minus the baseline's is
-bootstrapped by near-duplicate group, paired (both on the same resampled images) and with
-each T refitted in every resample. The README's rule adopts a change only when the whole
-interval lies below zero at seed 0 and the difference is negative at seed 1 too. Reads no
-test images.
+views, its own T fitted on val). A side given several checkpoints is scored as their
+ensemble: the mean of their view-averaged logits, with one T. The candidate's val NLL
+minus the baseline's is bootstrapped by near-duplicate group, paired (both on the same
+resampled images) and with each T refitted in every resample. The README's rule adopts a
+change only when the whole interval lies below zero at seed 0 and the difference is
+negative at seed 1 too. Reads no test images.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def predictor_summary(logits: np.ndarray, labels: np.ndarray) -> dict[str, float
             "tumor_auroc": round(tumor_auroc(logits, labels, temperature), 4)}
 
 
-def compare_val(workdir: Path, baseline: Path, candidate: Path,
+def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path],
                 resamples: int) -> dict[str, Any]:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     val = labelled_split(workdir / "data" / "preprocessed", "val")
@@ -48,10 +50,10 @@ def compare_val(workdir: Path, baseline: Path, candidate: Path,
     tta, evaluate = params["tta"], params["evaluate"]
     folders = {"baseline": baseline, "candidate": candidate}
     logits = {}
-    for name, folder in folders.items():
-        model, config = load_checkpoint(folder)
-        logits[name] = mode_logits(model, config, val.images, device, tta["internal"],
-                                   tta["rotation_deg"])
+    for name, side in folders.items():
+        logits[name] = np.mean([mode_logits(*load_checkpoint(folder), val.images, device,
+                                            tta["internal"], tta["rotation_deg"])
+                                for folder in side], axis=0)
     difference = calibrated_nll_difference(
         logits["baseline"], logits["candidate"], val.labels, resamples,
         evaluate["confidence"], evaluate["seed"],
@@ -59,7 +61,8 @@ def compare_val(workdir: Path, baseline: Path, candidate: Path,
     return {"val_images": len(val), "tta": tta["internal"],
             "resampling_unit": evaluate["bootstrap_unit"], "resamples": resamples,
             "confidence": evaluate["confidence"],
-            **{name: {"checkpoint": str(folders[name]), **predictor_summary(values, val.labels)}
+            **{name: {"checkpoints": [str(folder) for folder in folders[name]],
+                      **predictor_summary(values, val.labels)}
                for name, values in logits.items()},
             "nll_difference": {key: round(value, 4) for key, value in difference.items()},
             "interval_below_zero": difference["high"] < 0}
@@ -68,8 +71,8 @@ def compare_val(workdir: Path, baseline: Path, candidate: Path,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--baseline", type=Path, required=True)
-    parser.add_argument("--candidate", type=Path, required=True)
+    parser.add_argument("--baseline", type=Path, nargs="+", required=True)
+    parser.add_argument("--candidate", type=Path, nargs="+", required=True)
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--result", type=Path, default=None)
     args = parser.parse_args()

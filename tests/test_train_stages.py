@@ -10,13 +10,14 @@ import torch
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.compare_val import compare_val
+from benchmarks.compare_val import compare_val, predictor_summary
 from tests.pipeline import copy_project, dvc, stage_error, stages_run, with_downstream
 from tumorscreen.metrics.calibration import fit_temperature
 from tumorscreen.metrics.report import evaluation_report
 from tumorscreen.models.checkpoint import load_checkpoint
 from tumorscreen.models.predict import checkpoint_logits
 from tumorscreen.models.score import CLASSES, NO_TUMOR, tumor_score
+from tumorscreen.models.tta import mode_logits
 from tumorscreen.records import sha256_file
 from tumorscreen.train.data import labelled_split
 
@@ -64,7 +65,7 @@ def test_temperature_is_the_library_fit_on_val_logits(repo):
 
 def test_val_comparison_scores_a_checkpoint_as_the_calibrate_stage_does(repo):
     checkpoint = repo / "models/base"
-    result = compare_val(repo, checkpoint, checkpoint, resamples=50)
+    result = compare_val(repo, [checkpoint], [checkpoint], resamples=50)
     metrics = read(repo, "metrics/calibration.json")
     assert result["val_images"] == metrics["images"]
     assert result["baseline"] == result["candidate"]
@@ -72,6 +73,24 @@ def test_val_comparison_scores_a_checkpoint_as_the_calibrate_stage_does(repo):
     assert result["baseline"]["nll_after_t"] == pytest.approx(metrics["after"]["nll"], abs=1e-4)
     assert result["nll_difference"] == {"value": 0.0, "low": 0.0, "high": 0.0}
     assert result["interval_below_zero"] is False
+
+
+def test_val_comparison_scores_several_checkpoints_as_their_mean_logits(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    tta = params["tta"]
+    val = labelled_split(repo / "data/preprocessed", "val")
+    members = [repo / "models/base", repo / "models/finetuned"]
+    each = [mode_logits(*load_checkpoint(folder), val.images, CPU, tta["internal"],
+                        tta["rotation_deg"]) for folder in members]
+    assert not np.allclose(each[0], each[1])  # two different networks
+    result = compare_val(repo, members[:1], members, resamples=50)
+    assert result["candidate"]["checkpoints"] == [str(folder) for folder in members]
+    assert result["baseline"] == {"checkpoints": [str(members[0])],
+                                  **predictor_summary(each[0], val.labels)}
+    assert result["candidate"] == {"checkpoints": [str(folder) for folder in members],
+                                   **predictor_summary((each[0] + each[1]) / 2, val.labels)}
+    assert result["nll_difference"]["value"] == pytest.approx(
+        result["candidate"]["nll_after_t"] - result["baseline"]["nll_after_t"], abs=2e-4)
 
 
 def test_evaluate_equals_the_library_report_on_test(repo):
