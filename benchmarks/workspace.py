@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -43,12 +44,39 @@ def make_workspace(root: Path, overrides: dict[str, Any]) -> Path:
     return root
 
 
+def _exit(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_whole(command: list[str] | tuple[str, ...], root: Path, capture: bool = False,
+              env: dict[str, str] | None = None) -> str:
+    """Run ``command`` in ``root`` in a process group of its own, and kill the whole group
+    if this process is interrupted or terminated: a stage left running (``dvc repro``
+    starts stages as grandchildren) would go on writing into the workspace. Returns stdout
+    when ``capture``; raises CalledProcessError on a non-zero exit."""
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        with subprocess.Popen(command, cwd=root, env=env, start_new_session=True, text=True,
+                              stdout=subprocess.PIPE if capture else None,
+                              stderr=subprocess.PIPE if capture else None) as process:
+            try:
+                stdout, stderr = process.communicate()
+            except BaseException:
+                os.killpg(process.pid, signal.SIGKILL)
+                raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command, stdout, stderr)
+    return stdout or ""
+
+
 def run_timed(root: Path, *command: str) -> tuple[float, str]:
     """Run a command in ``root``; (wall seconds, stdout). Raises on a non-zero exit."""
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=root, check=True, capture_output=True, text=True,
-                            env={**os.environ, **GIT_IDENTITY, "DVC_NO_ANALYTICS": "1"})
-    return time.perf_counter() - start, result.stdout
+    stdout = run_whole(command, root, capture=True,
+                       env={**os.environ, **GIT_IDENTITY, "DVC_NO_ANALYTICS": "1"})
+    return time.perf_counter() - start, stdout
 
 
 def make_dvc_repo(root: Path, overrides: dict[str, Any]) -> Path:
@@ -83,5 +111,5 @@ def real_data_overrides() -> dict[str, Any]:
 def run_stage_timed(root: Path, stage: str) -> float:
     """Run one stage module in the workspace; wall seconds. Raises on a non-zero exit."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=root, check=True)
+    run_whole([sys.executable, "-m", f"stages.{stage}"], root)
     return time.perf_counter() - start
