@@ -2,12 +2,14 @@
 
 Usage: python -m benchmarks.compare_val --workdir DIR --baseline A [A2 ...]
                                         --candidate B [B2 ...] [--resamples 1000]
+                                        [--baseline-tta MODE] [--candidate-tta MODE]
                                         [--result FILE]
 DIR is a ``benchmarks.train`` workspace whose last arm wrote the val split both checkpoints
 were trained against; A and B are checkpoint folders kept by ``benchmarks.train --keep``.
 Each is scored as the calibrate and evaluate stages score it (the workspace's test-time
 views, its own T fitted on val). A side given several checkpoints is scored as their
-ensemble: the mean of their view-averaged logits, with one T. The candidate's val NLL
+ensemble: the mean of their view-averaged logits, with one T. ``--baseline-tta`` and
+``--candidate-tta`` score a side under other test-time views. The candidate's val NLL
 minus the baseline's is bootstrapped by near-duplicate group, paired (both on the same
 resampled images) and with each T refitted in every resample. The README's rule adopts a
 change only when the whole interval lies below zero at seed 0 and the difference is
@@ -42,26 +44,30 @@ def predictor_summary(logits: np.ndarray, labels: np.ndarray) -> dict[str, float
             "tumor_auroc": round(tumor_auroc(logits, labels, temperature), 4)}
 
 
-def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path],
-                resamples: int) -> dict[str, Any]:
+def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resamples: int,
+                baseline_tta: str | None = None,
+                candidate_tta: str | None = None) -> dict[str, Any]:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     val = labelled_split(workdir / "data" / "preprocessed", "val")
     device = resolve_device(params["train"]["device"])
     tta, evaluate = params["tta"], params["evaluate"]
     folders = {"baseline": baseline, "candidate": candidate}
+    modes = {"baseline": baseline_tta or tta["internal"],
+             "candidate": candidate_tta or tta["internal"]}
     logits = {}
     for name, side in folders.items():
         logits[name] = np.mean([mode_logits(*load_checkpoint(folder), val.images, device,
-                                            tta["internal"], tta["rotation_deg"])
+                                            modes[name], tta["rotation_deg"])
                                 for folder in side], axis=0)
     difference = calibrated_nll_difference(
         logits["baseline"], logits["candidate"], val.labels, resamples,
         evaluate["confidence"], evaluate["seed"],
         val.resampling_units(evaluate["bootstrap_unit"]))
-    return {"val_images": len(val), "tta": tta["internal"],
+    return {"val_images": len(val),
             "resampling_unit": evaluate["bootstrap_unit"], "resamples": resamples,
             "confidence": evaluate["confidence"],
             **{name: {"checkpoints": [str(folder) for folder in folders[name]],
+                      "tta": modes[name],
                       **predictor_summary(values, val.labels)}
                for name, values in logits.items()},
             "nll_difference": {key: round(value, 4) for key, value in difference.items()},
@@ -74,9 +80,12 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, nargs="+", required=True)
     parser.add_argument("--candidate", type=Path, nargs="+", required=True)
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--baseline-tta", default=None, metavar="MODE")
+    parser.add_argument("--candidate-tta", default=None, metavar="MODE")
     parser.add_argument("--result", type=Path, default=None)
     args = parser.parse_args()
-    result = compare_val(args.workdir, args.baseline, args.candidate, args.resamples)
+    result = compare_val(args.workdir, args.baseline, args.candidate, args.resamples,
+                         args.baseline_tta, args.candidate_tta)
     if args.result:
         write_json(args.result, result)
     print(json.dumps(result, indent=1))

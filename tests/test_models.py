@@ -22,7 +22,7 @@ from tumorscreen.models.checkpoint import load_checkpoint, save_checkpoint
 from tumorscreen.models.fold import fold_batchnorm, inference_copy
 from tumorscreen.models.predict import predict_logits
 from tumorscreen.models.score import CLASSES, NO_TUMOR, class_index, tumor_logit, tumor_score
-from tumorscreen.models.tta import mode_logits, view_logits
+from tumorscreen.models.tta import mode_logits, tta_views, view_logits
 from tumorscreen.train.device import autocast
 
 
@@ -209,7 +209,14 @@ def test_tta_modes_average_their_views_and_refuse_unknown_names():
     np.testing.assert_allclose(mode_logits(net, config, images, cpu, "flip", 5.0),
                                (plain + mirrored) / 2, rtol=1e-5, atol=1e-6)
     views = view_logits(net, config, images, cpu, 5.0)
+    assert views.shape == (4, 5, 4)  # the external stages' views: unchanged by flip_rotate
     np.testing.assert_allclose(mode_logits(net, config, images, cpu, "all", 5.0),
                                views.mean(axis=0), rtol=1e-6)
+    rotations = [view for name, view in tta_views(5.0).items() if name.startswith("rotate_")]
+    mirror = np.ascontiguousarray(images[:, :, ::-1])
+    rotated_mirrors = [predict_logits(net, mirror, cpu, "fp32", view=view) for view in rotations]
+    np.testing.assert_allclose(mode_logits(net, config, images, cpu, "flip_rotate", 5.0),
+                               (views.sum(axis=0) + sum(rotated_mirrors)) / 6,
+                               rtol=1e-5, atol=1e-6)
     with pytest.raises(TumorScreenError, match=r"tta\.internal"):
         mode_logits(net, config, images, cpu, "rotate", 5.0)

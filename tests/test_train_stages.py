@@ -85,12 +85,27 @@ def test_val_comparison_scores_several_checkpoints_as_their_mean_logits(repo):
     assert not np.allclose(each[0], each[1])  # two different networks
     result = compare_val(repo, members[:1], members, resamples=50)
     assert result["candidate"]["checkpoints"] == [str(folder) for folder in members]
-    assert result["baseline"] == {"checkpoints": [str(members[0])],
+    assert result["baseline"] == {"checkpoints": [str(members[0])], "tta": tta["internal"],
                                   **predictor_summary(each[0], val.labels)}
     assert result["candidate"] == {"checkpoints": [str(folder) for folder in members],
+                                   "tta": tta["internal"],
                                    **predictor_summary((each[0] + each[1]) / 2, val.labels)}
     assert result["nll_difference"]["value"] == pytest.approx(
         result["candidate"]["nll_after_t"] - result["baseline"]["nll_after_t"], abs=2e-4)
+
+
+def test_val_comparison_scores_a_side_under_the_views_it_is_given(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    val = labelled_split(repo / "data/preprocessed", "val")
+    checkpoint = repo / "models/base"
+    six = mode_logits(*load_checkpoint(checkpoint), val.images, CPU, "flip_rotate",
+                      params["tta"]["rotation_deg"])
+    result = compare_val(repo, [checkpoint], [checkpoint], resamples=50,
+                         candidate_tta="flip_rotate")
+    assert result["baseline"]["tta"] == params["tta"]["internal"] != "flip_rotate"
+    assert result["candidate"] == {"checkpoints": [str(checkpoint)], "tta": "flip_rotate",
+                                   **predictor_summary(six, val.labels)}
+    assert result["baseline"]["nll_after_t"] != result["candidate"]["nll_after_t"]
 
 
 def test_evaluate_equals_the_library_report_on_test(repo):
