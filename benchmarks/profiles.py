@@ -34,8 +34,8 @@ REAL_DATA_ARM = "raw"
 # weight average (train.ema_decay 0.995) doubled it (0.249), so it stays off. Later trials,
 # one change each, are judged on the val NLL of the evaluated predictor (views averaged,
 # after T); the README lists their commands and figures. The mirror rotated either way as
-# well (flip_rotate, six views) passed the README's paired rule at seeds 0 and 1. Fine-tuning keeps its best epoch
-# on the external tune split.
+# well (flip_rotate, six views) passed the README's paired rule at seeds 0 and 1.
+# Fine-tuning keeps its best epoch on the external tune split.
 REAL_CPU = {
     **REAL_DATA,
     **PREPROCESSING_ARMS[REAL_DATA_ARM],
