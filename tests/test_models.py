@@ -212,11 +212,32 @@ def test_tta_modes_average_their_views_and_refuse_unknown_names():
     assert views.shape == (4, 5, 4)  # the external stages' views: unchanged by flip_rotate
     np.testing.assert_allclose(mode_logits(net, config, images, cpu, "all", 5.0),
                                views.mean(axis=0), rtol=1e-6)
-    rotations = [view for name, view in tta_views(5.0).items() if name.startswith("rotate_")]
+    rotations = [tta_views(5.0)[name] for name in ("rotate_+5", "rotate_-5")]
     mirror = np.ascontiguousarray(images[:, :, ::-1])
     rotated_mirrors = [predict_logits(net, mirror, cpu, "fp32", view=view) for view in rotations]
     np.testing.assert_allclose(mode_logits(net, config, images, cpu, "flip_rotate", 5.0),
                                (views.sum(axis=0) + sum(rotated_mirrors)) / 6,
                                rtol=1e-5, atol=1e-6)
+    turned = [predict_logits(net, source, cpu, "fp32", view=_turn(degrees))
+              for source in (images, mirror) for degrees in (10.0, -10.0)]
+    np.testing.assert_allclose(mode_logits(net, config, images, cpu, "flip_rotate_wide", 5.0),
+                               (views.sum(axis=0) + sum(rotated_mirrors) + sum(turned)) / 10,
+                               rtol=1e-5, atol=1e-6)
     with pytest.raises(TumorScreenError, match=r"tta\.internal"):
         mode_logits(net, config, images, cpu, "rotate", 5.0)
+    with pytest.raises(TumorScreenError, match=r"2 x tta\.rotation_deg"):
+        mode_logits(net, config, images, cpu, "flip_rotate_wide", 6.0)
+
+
+def _turn(degrees: float):
+    """An independent rotation about the image centre, through torch's own affine grid."""
+    angle = np.radians(degrees)
+    theta = torch.tensor([[np.cos(angle), -np.sin(angle), 0.0],
+                          [np.sin(angle), np.cos(angle), 0.0]], dtype=torch.float32)
+
+    def rotate(images: torch.Tensor) -> torch.Tensor:
+        grid = torch.nn.functional.affine_grid(theta.expand(len(images), 2, 3),
+                                               list(images.shape), align_corners=False)
+        return torch.nn.functional.grid_sample(images, grid, align_corners=False)
+
+    return rotate

@@ -1,6 +1,6 @@
 """Test-time augmentation with plausible views only: identity, left-right flip, small
-rotations either way, and the flipped image rotated either way. Off means the identity view
-alone, so both settings share one pass."""
+rotations either way, the flipped image rotated either way, and both turned twice as far.
+Off means the identity view alone, so both settings share one pass."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tumorscreen.train.augment import LIMITS, warp
 
 View = Callable[[torch.Tensor], torch.Tensor]
 # How many leading views of tta_views() each mode averages; the external stages use "all".
-TTA_MODES = {"none": 1, "flip": 2, "all": 4, "flip_rotate": 6}
+TTA_MODES = {"none": 1, "flip": 2, "all": 4, "flip_rotate": 6, "flip_rotate_wide": 10}
 
 
 def _rotation(degrees: float) -> View:
@@ -35,25 +35,41 @@ def _flip(images: torch.Tensor) -> torch.Tensor:
     return torch.flip(images, dims=[-1])
 
 
+def _mirror_rotated(degrees: float) -> View:
+    rotate = _rotation(degrees)
+    return lambda images: rotate(_flip(images))
+
+
 def tta_views(rotation_deg: float) -> dict[str, View | None]:
-    """Named views; the first is the identity (None)."""
-    if not 0.0 < rotation_deg <= LIMITS["rotation_deg"]:
-        raise TumorScreenError(f"tta.rotation_deg must be in (0, {LIMITS['rotation_deg']}]")
-    plus, minus = _rotation(rotation_deg), _rotation(-rotation_deg)
-    return {"identity": None, "flip_lr": _flip,
-            f"rotate_+{rotation_deg:g}": plus, f"rotate_-{rotation_deg:g}": minus,
-            f"flip_lr_rotate_+{rotation_deg:g}": lambda images: plus(_flip(images)),
-            f"flip_lr_rotate_-{rotation_deg:g}": lambda images: minus(_flip(images))}
+    """Named views; the first is the identity (None). The turns by twice ``rotation_deg``
+    are included only while they stay within the plausible rotation."""
+    limit = LIMITS["rotation_deg"]
+    if not 0.0 < rotation_deg <= limit:
+        raise TumorScreenError(f"tta.rotation_deg must be in (0, {limit}]")
+    turns = (rotation_deg, -rotation_deg)
+    views: dict[str, View | None] = {"identity": None, "flip_lr": _flip}
+    views |= {f"rotate_{degrees:+g}": _rotation(degrees) for degrees in turns}
+    views |= {f"flip_lr_rotate_{degrees:+g}": _mirror_rotated(degrees) for degrees in turns}
+    if 2 * rotation_deg <= limit:
+        for degrees in (2 * rotation_deg, -2 * rotation_deg):
+            views |= {f"rotate_{degrees:+g}": _rotation(degrees),
+                      f"flip_lr_rotate_{degrees:+g}": _mirror_rotated(degrees)}
+    return views
 
 
 def view_logits(model: nn.Module, config: dict, images: np.ndarray, device: torch.device,
                 rotation_deg: float, mode: str = "all") -> np.ndarray:
     """Logits of (N, S, S) uint8 images under each view of ``mode`` -> (V, N, K), identity
     first: ``none`` (identity), ``flip`` (and the left-right mirror), ``all`` (and
-    +-``rotation_deg``) or ``flip_rotate`` (and the mirror rotated either way)."""
+    +-``rotation_deg``), ``flip_rotate`` (and the mirror rotated either way) or
+    ``flip_rotate_wide`` (and both rotated +-2 ``rotation_deg``)."""
     if mode not in TTA_MODES:
         raise TumorScreenError(f"tta.internal must be one of {sorted(TTA_MODES)}, got {mode!r}")
-    views = list(tta_views(rotation_deg).values())[:TTA_MODES[mode]]
+    views = list(tta_views(rotation_deg).values())
+    if len(views) < TTA_MODES[mode]:
+        raise TumorScreenError(f"tta.internal {mode} turns by 2 x tta.rotation_deg, which must "
+                               f"stay within {LIMITS['rotation_deg']:g} degrees")
+    views = views[:TTA_MODES[mode]]
     return np.stack([checkpoint_logits(model, config, images, device, view) for view in views])
 
 
