@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from tumorscreen.metrics.calibration import calibrated_nll_difference, fit_temperature, nll
+from tumorscreen.metrics.calibration import calibrated_nll_difference, fit_temperature, image_nll
 from tumorscreen.metrics.report import tumor_auroc
 from tumorscreen.models.checkpoint import load_checkpoint
 from tumorscreen.models.tta import mode_logits
@@ -34,12 +34,18 @@ from tumorscreen.records import write_json
 from tumorscreen.train.data import labelled_split
 from tumorscreen.train.device import resolve_device
 
+# How many of the worst-scored val images the summary weighs against the whole NLL.
+WORST_IMAGES = 10
+
 
 def predictor_summary(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """The evaluated predictor's val figures: T, NLL after T, accuracy, tumour AUROC."""
+    """The evaluated predictor's val figures: T, NLL after T, the share of that NLL carried
+    by the ``WORST_IMAGES`` worst images, accuracy, tumour AUROC."""
     temperature = fit_temperature(logits, labels)
+    losses = np.sort(image_nll(logits, labels, temperature))[::-1]
     return {"temperature": round(temperature, 4),
-            "nll_after_t": round(nll(logits, labels, temperature), 4),
+            "nll_after_t": round(float(losses.mean()), 4),
+            "worst_images_nll_share": round(float(losses[:WORST_IMAGES].sum() / losses.sum()), 4),
             "accuracy": round(float((logits.argmax(1) == labels).mean()), 4),
             "tumor_auroc": round(tumor_auroc(logits, labels, temperature), 4)}
 

@@ -8,6 +8,7 @@ import pytest
 from scipy.special import softmax
 from sklearn import metrics as skm
 
+from benchmarks.compare_val import WORST_IMAGES, predictor_summary
 from tumorscreen.errors import TumorScreenError
 from tumorscreen.metrics.bootstrap import (
     bootstrap_ci,
@@ -22,6 +23,7 @@ from tumorscreen.metrics.calibration import (
     calibration_summary,
     expected_calibration_error,
     fit_temperature,
+    image_nll,
     maximum_calibration_error,
     nll,
     reliability_table,
@@ -96,6 +98,25 @@ def test_nll_matches_sklearn_log_loss():
     logits, labels = sample(400)
     expected = skm.log_loss(labels, softmax(logits / 2, axis=1), labels=range(4))
     assert nll(logits, labels, 2.0) == pytest.approx(expected, rel=1e-9)
+
+
+def test_image_nll_is_each_images_log_loss_and_averages_to_the_nll():
+    logits, labels = sample(50)
+    losses = image_nll(logits, labels, 1.5)
+    probs = softmax(logits / 1.5, axis=1)
+    expected = [skm.log_loss([label], [row], labels=range(4))
+                for row, label in zip(probs, labels, strict=True)]
+    np.testing.assert_allclose(losses, expected, rtol=1e-9)
+    assert losses.mean() == pytest.approx(nll(logits, labels, 1.5), rel=1e-12)
+
+
+def test_worst_image_share_weighs_the_largest_losses_against_the_total():
+    logits, labels = sample(200, seed=5)
+    summary = predictor_summary(logits, labels)
+    losses = np.sort(image_nll(logits, labels, summary["temperature"]))
+    expected = losses[-WORST_IMAGES:].sum() / losses.sum()
+    assert summary["worst_images_nll_share"] == pytest.approx(expected, abs=1e-4)
+    assert summary["nll_after_t"] == pytest.approx(losses.mean(), abs=1e-4)
 
 
 @pytest.mark.parametrize("true_temperature", [0.5, 1.5, 2.5])

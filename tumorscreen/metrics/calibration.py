@@ -21,10 +21,16 @@ def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return softmax(np.asarray(logits, np.float64) / temperature, axis=1)
 
 
+def image_nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Negative log-likelihood of each of (N,) int labels under softmax((N, K) logits / T)
+    -> (N,)."""
+    log_p = log_softmax(np.asarray(logits, np.float64) / temperature, axis=1)
+    return -log_p[np.arange(len(labels)), labels]
+
+
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of (N,) int labels under softmax((N, K) logits / T)."""
-    log_p = log_softmax(np.asarray(logits, np.float64) / temperature, axis=1)
-    return float(-log_p[np.arange(len(labels)), labels].mean())
+    return float(image_nll(logits, labels, temperature).mean())
 
 
 def _minimise_over_log_t(loss: Callable[[float], float], count: int) -> float:
