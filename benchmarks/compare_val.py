@@ -29,6 +29,7 @@ import yaml
 from tumorscreen.metrics.calibration import calibrated_nll_difference, fit_temperature, image_nll
 from tumorscreen.metrics.report import tumor_auroc
 from tumorscreen.models.checkpoint import load_checkpoint
+from tumorscreen.models.score import CLASSES
 from tumorscreen.models.tta import mode_logits
 from tumorscreen.records import write_json
 from tumorscreen.train.data import labelled_split
@@ -38,14 +39,20 @@ from tumorscreen.train.device import resolve_device
 WORST_IMAGES = 10
 
 
-def predictor_summary(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """The evaluated predictor's val figures: T, NLL after T, the share of that NLL carried
-    by the ``WORST_IMAGES`` worst images, accuracy, tumour AUROC."""
+def predictor_summary(logits: np.ndarray, labels: np.ndarray,
+                      paths: np.ndarray) -> dict[str, Any]:
+    """The evaluated predictor's val figures: T, NLL after T, the ``WORST_IMAGES`` worst
+    images (path, label, call, NLL) and their share of that NLL, accuracy, tumour AUROC.
+    ``paths`` names the (N,) images in the order of the (N, K) ``logits``."""
     temperature = fit_temperature(logits, labels)
-    losses = np.sort(image_nll(logits, labels, temperature))[::-1]
+    losses = image_nll(logits, labels, temperature)
+    worst = np.argsort(-losses, kind="stable")[:WORST_IMAGES]
     return {"temperature": round(temperature, 4),
             "nll_after_t": round(float(losses.mean()), 4),
-            "worst_images_nll_share": round(float(losses[:WORST_IMAGES].sum() / losses.sum()), 4),
+            "worst_images_nll_share": round(float(losses[worst].sum() / losses.sum()), 4),
+            "worst_images": [{"path": str(paths[i]), "label": CLASSES[labels[i]],
+                              "call": CLASSES[logits[i].argmax()],
+                              "nll": round(float(losses[i]), 3)} for i in worst],
             "accuracy": round(float((logits.argmax(1) == labels).mean()), 4),
             "tumor_auroc": round(tumor_auroc(logits, labels, temperature), 4)}
 
@@ -74,7 +81,8 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
             "confidence": evaluate["confidence"],
             **{name: {"checkpoints": [str(folder) for folder in folders[name]],
                       "tta": modes[name],
-                      **predictor_summary(values, val.labels)}
+                      **predictor_summary(values, val.labels,
+                                                   val.manifest["path"].to_numpy())}
                for name, values in logits.items()},
             "nll_difference": {key: round(value, 4) for key, value in difference.items()},
             "interval_below_zero": difference["high"] < 0}

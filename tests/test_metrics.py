@@ -112,11 +112,20 @@ def test_image_nll_is_each_images_log_loss_and_averages_to_the_nll():
 
 def test_worst_image_share_weighs_the_largest_losses_against_the_total():
     logits, labels = sample(200, seed=5)
-    summary = predictor_summary(logits, labels)
-    losses = np.sort(image_nll(logits, labels, summary["temperature"]))
-    expected = losses[-WORST_IMAGES:].sum() / losses.sum()
+    paths = np.array([f"image-{index}.jpg" for index in range(len(labels))])
+    summary = predictor_summary(logits, labels, paths)
+    losses = image_nll(logits, labels, summary["temperature"])
+    expected = np.sort(losses)[-WORST_IMAGES:].sum() / losses.sum()
     assert summary["worst_images_nll_share"] == pytest.approx(expected, abs=1e-4)
     assert summary["nll_after_t"] == pytest.approx(losses.mean(), abs=1e-4)
+    worst = summary["worst_images"]
+    assert len(worst) == WORST_IMAGES
+    assert [row["nll"] for row in worst] == sorted((row["nll"] for row in worst), reverse=True)
+    for row in worst:
+        index = int(row["path"].removeprefix("image-").removesuffix(".jpg"))
+        assert row["nll"] == pytest.approx(losses[index], abs=1e-3)
+        assert row["label"] == CLASSES[labels[index]]
+        assert row["call"] == CLASSES[logits[index].argmax()]
 
 
 @pytest.mark.parametrize("true_temperature", [0.5, 1.5, 2.5])

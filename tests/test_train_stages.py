@@ -79,6 +79,7 @@ def test_val_comparison_scores_several_checkpoints_as_their_mean_logits(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     tta = params["tta"]
     val = labelled_split(repo / "data/preprocessed", "val")
+    paths = val.manifest["path"].to_numpy()
     members = [repo / "models/base", repo / "models/finetuned"]
     each = [mode_logits(*load_checkpoint(folder), val.images, CPU, tta["internal"],
                         tta["rotation_deg"]) for folder in members]
@@ -86,10 +87,10 @@ def test_val_comparison_scores_several_checkpoints_as_their_mean_logits(repo):
     result = compare_val(repo, members[:1], members, resamples=50)
     assert result["candidate"]["checkpoints"] == [str(folder) for folder in members]
     assert result["baseline"] == {"checkpoints": [str(members[0])], "tta": tta["internal"],
-                                  **predictor_summary(each[0], val.labels)}
+                                  **predictor_summary(each[0], val.labels, paths)}
     assert result["candidate"] == {"checkpoints": [str(folder) for folder in members],
                                    "tta": tta["internal"],
-                                   **predictor_summary((each[0] + each[1]) / 2, val.labels)}
+                                   **predictor_summary((each[0] + each[1]) / 2, val.labels, paths)}
     assert result["nll_difference"]["value"] == pytest.approx(
         result["candidate"]["nll_after_t"] - result["baseline"]["nll_after_t"], abs=2e-4)
 
@@ -97,6 +98,7 @@ def test_val_comparison_scores_several_checkpoints_as_their_mean_logits(repo):
 def test_val_comparison_scores_a_side_under_the_views_it_is_given(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     val = labelled_split(repo / "data/preprocessed", "val")
+    paths = val.manifest["path"].to_numpy()
     checkpoint = repo / "models/base"
     six = mode_logits(*load_checkpoint(checkpoint), val.images, CPU, "flip_rotate",
                       params["tta"]["rotation_deg"])
@@ -104,7 +106,7 @@ def test_val_comparison_scores_a_side_under_the_views_it_is_given(repo):
                          candidate_tta="flip_rotate")
     assert result["baseline"]["tta"] == params["tta"]["internal"] != "flip_rotate"
     assert result["candidate"] == {"checkpoints": [str(checkpoint)], "tta": "flip_rotate",
-                                   **predictor_summary(six, val.labels)}
+                                   **predictor_summary(six, val.labels, paths)}
     assert result["baseline"]["nll_after_t"] != result["candidate"]["nll_after_t"]
 
 
