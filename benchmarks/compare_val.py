@@ -62,6 +62,7 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
                 candidate_tta: str | None = None) -> dict[str, Any]:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     val = labelled_split(workdir / "data" / "preprocessed", "val")
+    paths = val.manifest["path"].to_numpy()
     device = resolve_device(params["train"]["device"])
     tta, evaluate = params["tta"], params["evaluate"]
     folders = {"baseline": baseline, "candidate": candidate}
@@ -81,8 +82,7 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
             "confidence": evaluate["confidence"],
             **{name: {"checkpoints": [str(folder) for folder in folders[name]],
                       "tta": modes[name],
-                      **predictor_summary(values, val.labels,
-                                                   val.manifest["path"].to_numpy())}
+                      **predictor_summary(values, val.labels, paths)}
                for name, values in logits.items()},
             "nll_difference": {key: round(value, 4) for key, value in difference.items()},
             "interval_below_zero": difference["high"] < 0}
