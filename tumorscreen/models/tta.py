@@ -40,20 +40,22 @@ def _mirror_rotated(degrees: float) -> View:
     return lambda images: rotate(_flip(images))
 
 
+def _turned(degrees: float) -> dict[str, View]:
+    """The image and its mirror, each turned +-``degrees``."""
+    turns = (degrees, -degrees)
+    return ({f"rotate_{turn:+g}": _rotation(turn) for turn in turns}
+            | {f"flip_lr_rotate_{turn:+g}": _mirror_rotated(turn) for turn in turns})
+
+
 def tta_views(rotation_deg: float) -> dict[str, View | None]:
     """Named views; the first is the identity (None). The turns by twice ``rotation_deg``
     are included only while they stay within the plausible rotation."""
     limit = LIMITS["rotation_deg"]
     if not 0.0 < rotation_deg <= limit:
         raise TumorScreenError(f"tta.rotation_deg must be in (0, {limit}]")
-    turns = (rotation_deg, -rotation_deg)
-    views: dict[str, View | None] = {"identity": None, "flip_lr": _flip}
-    views |= {f"rotate_{degrees:+g}": _rotation(degrees) for degrees in turns}
-    views |= {f"flip_lr_rotate_{degrees:+g}": _mirror_rotated(degrees) for degrees in turns}
+    views: dict[str, View | None] = {"identity": None, "flip_lr": _flip, **_turned(rotation_deg)}
     if 2 * rotation_deg <= limit:
-        for degrees in (2 * rotation_deg, -2 * rotation_deg):
-            views |= {f"rotate_{degrees:+g}": _rotation(degrees),
-                      f"flip_lr_rotate_{degrees:+g}": _mirror_rotated(degrees)}
+        views |= _turned(2 * rotation_deg)
     return views
 
 
