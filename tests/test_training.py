@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 
 from tumorscreen.errors import TumorScreenError
 from tumorscreen.models.backbones import TINY, build_network
@@ -22,6 +22,7 @@ from tumorscreen.train.loop import (
     make_optimizer,
     raw_images_per_second,
     recompute_batchnorm,
+    screening_loss,
 )
 
 CPU = torch.device("cpu")
@@ -107,9 +108,34 @@ def test_class_weights_and_balanced_sampler():
     assert len(result.history) == 2
 
 
+def test_screening_loss_adds_a_class_weighted_tumour_term():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (12, 4))
+    labels = np.array([0, 1, 2, 3] * 3)
+    weights = class_weights(np.array([0, 0, 0, 1, 2, 3]), 4)
+    as_torch = (torch.tensor(logits, dtype=torch.float32), torch.from_numpy(labels),
+                torch.tensor(weights, dtype=torch.float32))
+    four_class = log_loss(labels, torch.softmax(as_torch[0], 1).numpy(),
+                          sample_weight=weights[labels], labels=range(4))
+    tumour = labels != NO_TUMOR
+    binary = log_loss(tumour, tumor_score(logits), sample_weight=weights[labels])
+    plain = screening_loss(*as_torch, quick_config()).item()
+    both = screening_loss(*as_torch, quick_config(tumor_loss_weight=0.5)).item()
+    assert plain == pytest.approx(four_class, rel=1e-5)
+    assert both == pytest.approx(four_class + 0.5 * binary, rel=1e-5)
+    unweighted = screening_loss(*as_torch[:2], None, quick_config(tumor_loss_weight=1.0))
+    assert unweighted.item() == pytest.approx(
+        log_loss(labels, torch.softmax(as_torch[0], 1).numpy()) +
+        log_loss(tumour, tumor_score(logits)), rel=1e-5)
+    trained = train_tiny(quick_config(epochs=2, tumor_loss_weight=1.0))
+    assert trained.history[-1]["train_loss"] < trained.history[0]["train_loss"]
+
+
 def test_bad_train_params_are_refused():
     with pytest.raises(TumorScreenError, match="imbalance"):
         TrainConfig.from_params({"imbalance": "focal_and_weights"})
+    with pytest.raises(TumorScreenError, match="tumor_loss_weight"):
+        TrainConfig.from_params({"tumor_loss_weight": -1.0})
     with pytest.raises(TumorScreenError, match="unknown train params"):
         TrainConfig.from_params({"learning_rate": 1})
 

@@ -29,6 +29,7 @@ from tumorscreen.metrics.classification import accuracy, macro_f1
 from tumorscreen.metrics.report import tumor_auroc
 from tumorscreen.models.backbones import ScreenNet
 from tumorscreen.models.predict import predict_logits, to_input
+from tumorscreen.models.score import NO_TUMOR, tumor_logit
 from tumorscreen.train.augment import AugmentConfig, augment_batch
 from tumorscreen.train.device import autocast
 
@@ -47,6 +48,7 @@ class TrainConfig:
     freeze_stages: int = 0  # input-side stages (stem first) kept fixed in the full phase
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
+    tumor_loss_weight: float = 0.0  # weight of the tumour-vs-healthy term; 0 turns it off
     ema_decay: float = 0.0  # per-step weight average over the full phase; 0 turns it off
     average_epochs: int = 0  # equal average of the last N full-phase epochs' weights; 0: off
     imbalance: str = "class_weights"
@@ -72,6 +74,8 @@ class TrainConfig:
             raise TumorScreenError(f"train.imbalance must be one of {IMBALANCE}")
         if cfg.batch_size < 2 or cfg.epochs < 0 or cfg.warmup_epochs < 0:
             raise TumorScreenError("train.batch_size must be >= 2 and epochs >= 0")
+        if cfg.tumor_loss_weight < 0:
+            raise TumorScreenError("train.tumor_loss_weight must be >= 0")
         if not 0.0 <= cfg.ema_decay < 1.0:
             raise TumorScreenError("train.ema_decay must be in [0, 1)")
         if cfg.average_epochs < 0 or (cfg.average_epochs and cfg.ema_decay):
@@ -99,6 +103,24 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     if (counts == 0).any():
         raise TumorScreenError(f"a class has no training images: counts {counts.tolist()}")
     return len(labels) / (num_classes * counts)
+
+
+def screening_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None,
+                   cfg: TrainConfig) -> torch.Tensor:
+    """Cross-entropy of (B, K) logits on (B,) labels, plus ``cfg.tumor_loss_weight`` times
+    the binary cross-entropy of their tumour logit (tumour vs healthy).
+
+    The binary term makes calling a tumour healthy (or the reverse) cost more than
+    confusing two tumour types. Class weights, when given, weight both terms alike.
+    """
+    loss = F.cross_entropy(logits, labels, weight=weights, label_smoothing=cfg.label_smoothing)
+    if cfg.tumor_loss_weight == 0:
+        return loss
+    per_image = F.binary_cross_entropy_with_logits(
+        tumor_logit(logits), (labels != NO_TUMOR).float(), reduction="none")
+    image_weights = torch.ones_like(per_image) if weights is None else weights[labels]
+    binary = (image_weights * per_image).sum() / image_weights.sum()
+    return loss + cfg.tumor_loss_weight * binary
 
 
 def train_loader(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
@@ -234,8 +256,7 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
                                    generator)
             labels = labels.to(device, non_blocking=True)
             with autocast(device, precision):
-                loss = F.cross_entropy(model(inputs).float(), labels, weight=weights,
-                                       label_smoothing=cfg.label_smoothing)
+                loss = screening_loss(model(inputs).float(), labels, weights, cfg)
             optimizer_step(loss, optimizer, scaler, schedule)
             if ema is not None:
                 ema.update(model)
