@@ -35,7 +35,8 @@ def train(params: dict) -> None:
     start = time.perf_counter()
     with epoch_curves(CURVES) as log:
         result = fit(model, (train_set.images, train_set.labels),
-                     (val_set.images, val_set.labels), cfg, device, precision, log)
+                     (val_set.images, val_set.labels), cfg, device, precision, log,
+                     groups=train_set.resampling_units("group"))
     wall = time.perf_counter() - start
     size = train_set.images.shape[-1]
     raw = raw_images_per_second(result.model, cfg.batch_size, size, device, precision,

@@ -19,6 +19,7 @@ from tumorscreen.train.loop import (
     class_weights,
     evaluate_split,
     fit,
+    group_weights,
     make_optimizer,
     raw_images_per_second,
     recompute_batchnorm,
@@ -106,6 +107,37 @@ def test_class_weights_and_balanced_sampler():
         class_weights(np.array([0, 1, 2]), 4)
     result = train_tiny(quick_config(epochs=1, imbalance="balanced_sampler"))
     assert len(result.history) == 2
+
+
+def test_group_weights_give_each_class_and_each_group_within_it_equal_weight():
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 3, 3, 3])
+    groups = np.array(["a", "a", "a", "b", "c", "d", "e", "f", "g", "g"])
+    weights = group_weights(labels, groups, 4)
+    assert weights.mean() == pytest.approx(1.0)
+    per_class = [weights[labels == k].sum() for k in range(4)]
+    assert per_class == pytest.approx([2.5] * 4)
+    assert weights[:3] == pytest.approx([weights[3] / 3] * 3)  # a group of 3 against a single
+    assert weights[8] == pytest.approx(weights[7] / 2)
+    with pytest.raises(TumorScreenError, match="no training images"):
+        group_weights(np.array([0, 1, 2]), np.array(["a", "b", "c"]), 4)
+    cfg = quick_config(epochs=1, imbalance="group_weights")
+    seed_everything(0)
+    model, _ = build_network(TINY, 4)
+    images, labels = blobs(64, 0)
+    with pytest.raises(TumorScreenError, match="group ids"):
+        fit(model, (images, labels), blobs(32, 1), cfg, CPU, "fp32")
+    trained = fit(model, (images, labels), blobs(32, 1), cfg, CPU, "fp32",
+                  groups=(np.arange(64) // 4).astype(str))
+    assert len(trained.history) == 2
+
+
+def test_image_weights_in_the_loss_match_the_class_weights_they_replace():
+    logits, labels = torch.randn(8, 4), torch.tensor([0, 1, 2, 3, 2, 2, 0, 1])
+    weights = torch.tensor([0.5, 1.0, 2.0, 1.5])
+    for tumour_weight in (0.0, 0.7):
+        cfg = quick_config(tumor_loss_weight=tumour_weight)
+        assert screening_loss(logits, labels, None, cfg, weights[labels]).item() == \
+            pytest.approx(screening_loss(logits, labels, weights, cfg).item(), rel=1e-6)
 
 
 def test_screening_loss_adds_a_class_weighted_tumour_term():

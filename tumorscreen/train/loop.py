@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from timm.utils import ModelEmaV3
@@ -33,7 +34,7 @@ from tumorscreen.models.score import NO_TUMOR, tumor_logit
 from tumorscreen.train.augment import AugmentConfig, augment_batch
 from tumorscreen.train.device import autocast
 
-IMBALANCE = ("class_weights", "balanced_sampler", "none")
+IMBALANCE = ("class_weights", "group_weights", "balanced_sampler", "none")
 
 
 @dataclass(frozen=True)
@@ -105,29 +106,62 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return len(labels) / (num_classes * counts)
 
 
+def group_weights(labels: np.ndarray, groups: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N,) int labels and (N,) near-duplicate group ids -> (N,) image weights, mean 1.
+
+    Every class carries the same total weight, as with class weights, and within a class
+    so does every near-duplicate group: an image in a group of s carries 1/s of a single's.
+    """
+    frame = pd.DataFrame({"label": labels, "group": groups})
+    sizes = frame.groupby(["label", "group"])["group"].transform("size").to_numpy()
+    per_class = (frame.groupby("label")["group"].nunique()
+                 .reindex(range(num_classes), fill_value=0).to_numpy())
+    if (per_class == 0).any():
+        raise TumorScreenError(f"a class has no training images: groups {per_class.tolist()}")
+    weights = 1.0 / (per_class[labels] * sizes)
+    return weights * len(labels) / weights.sum()
+
+
 def screening_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None,
-                   cfg: TrainConfig) -> torch.Tensor:
+                   cfg: TrainConfig, image_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of (B, K) logits on (B,) labels, plus ``cfg.tumor_loss_weight`` times
     the binary cross-entropy of their tumour logit (tumour vs healthy).
 
     The binary term makes calling a tumour healthy (or the reverse) cost more than
-    confusing two tumour types. Class weights, when given, weight both terms alike.
+    confusing two tumour types. Class ``weights`` (K,) or ``image_weights`` (B,), when
+    given, weight both terms alike (each a weighted mean over the batch).
     """
-    loss = F.cross_entropy(logits, labels, weight=weights, label_smoothing=cfg.label_smoothing)
+    if image_weights is None:
+        loss = F.cross_entropy(logits, labels, weight=weights,
+                               label_smoothing=cfg.label_smoothing)
+        image_weights = torch.ones_like(labels, dtype=logits.dtype) if weights is None \
+            else weights[labels]
+    else:
+        loss = weighted_mean(F.cross_entropy(logits, labels, reduction="none",
+                                             label_smoothing=cfg.label_smoothing),
+                             image_weights)
     if cfg.tumor_loss_weight == 0:
         return loss
     per_image = F.binary_cross_entropy_with_logits(
         tumor_logit(logits), (labels != NO_TUMOR).float(), reduction="none")
-    image_weights = torch.ones_like(per_image) if weights is None else weights[labels]
-    binary = (image_weights * per_image).sum() / image_weights.sum()
-    return loss + cfg.tumor_loss_weight * binary
+    return loss + cfg.tumor_loss_weight * weighted_mean(per_image, image_weights)
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum(w * v) / sum(w) over (B,) values and weights."""
+    return (weights * values).sum() / weights.sum()
 
 
 def train_loader(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
-                 generator: torch.Generator) -> DataLoader:
-    """Shuffled (or class-balanced) batches of uint8 images, last partial batch dropped."""
+                 generator: torch.Generator, image_weights: np.ndarray | None = None
+                 ) -> DataLoader:
+    """Shuffled (or class-balanced) batches of (uint8 images, labels, image weights: ones
+    when not given), last partial batch dropped."""
+    if image_weights is None:
+        image_weights = np.ones(len(labels))
     dataset = TensorDataset(torch.from_numpy(np.ascontiguousarray(images)),
-                            torch.from_numpy(labels))
+                            torch.from_numpy(labels),
+                            torch.from_numpy(image_weights.astype(np.float32)))
     sampler = None
     if cfg.imbalance == "balanced_sampler":
         per_image = class_weights(labels, int(labels.max()) + 1)[labels]
@@ -195,7 +229,7 @@ def recompute_batchnorm(model: nn.Module, loader: DataLoader, cfg: TrainConfig,
     """BatchNorm statistics for averaged weights, from one pass over the training batches,
     augmented as in training (averaged running statistics do not match averaged weights)."""
     inputs = (augment_batch(to_input(batch, device, cfg.channels_last), cfg.augment, generator)
-              for batch, _ in loader)
+              for batch, *_ in loader)
     with autocast(device, precision):
         update_bn(inputs, model)
 
@@ -218,8 +252,12 @@ def evaluate_split(model: nn.Module, images: np.ndarray, labels: np.ndarray,
 
 def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
         val: tuple[np.ndarray, np.ndarray], cfg: TrainConfig, device: torch.device,
-        precision: str, log: Callable[[dict[str, float]], None] = lambda row: None) -> FitResult:
+        precision: str, log: Callable[[dict[str, float]], None] = lambda row: None,
+        groups: np.ndarray | None = None) -> FitResult:
     """Train on (images (N, S, S) uint8, labels (N,) int64); keep the best val-loss epoch.
+
+    ``groups`` (N,) holds the training images' near-duplicate group ids, needed by
+    ``imbalance: group_weights``.
 
     With ``cfg.ema_decay`` > 0, an exponential moving average of the weights is kept over
     the full phase, and it (not the live weights) is what val scores and what is kept.
@@ -230,10 +268,15 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     if cfg.imbalance == "class_weights":
         weights = torch.tensor(class_weights(train[1], num_classes), dtype=torch.float32,
                                device=device)
+    per_image = None
+    if cfg.imbalance == "group_weights":
+        if groups is None:
+            raise TumorScreenError("train.imbalance group_weights needs the group ids")
+        per_image = group_weights(train[1], groups, num_classes)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    loader = train_loader(*train, cfg, generator)
+    loader = train_loader(*train, cfg, generator, per_image)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_state, waited = float("inf"), -1, None, 0
@@ -251,12 +294,13 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
                 ema = ModelEmaV3(model, decay=cfg.ema_decay)
         set_frozen_backbone(model, frozen, cfg.freeze_stages)
         start, total_loss, images_seen = time.perf_counter(), torch.zeros((), device=device), 0
-        for batch, labels in loader:
+        for batch, labels, batch_weights in loader:
             inputs = augment_batch(to_input(batch, device, cfg.channels_last), cfg.augment,
                                    generator)
             labels = labels.to(device, non_blocking=True)
             with autocast(device, precision):
-                loss = screening_loss(model(inputs).float(), labels, weights, cfg)
+                loss = screening_loss(model(inputs).float(), labels, weights, cfg,
+                                      None if per_image is None else batch_weights.to(device))
             optimizer_step(loss, optimizer, scaler, schedule)
             if ema is not None:
                 ema.update(model)
