@@ -26,11 +26,11 @@ from tumorscreen.metrics.calibration import tumor_nll
 from tumorscreen.metrics.classification import binary_auroc
 from tumorscreen.models.backbones import ScreenNet
 from tumorscreen.models.predict import predict_logits, to_input
-from tumorscreen.models.score import tumor_logit, tumor_score
+from tumorscreen.models.score import tumor_score
 from tumorscreen.train.augment import AugmentConfig, augment_batch
 from tumorscreen.train.data import LabelledImages
 from tumorscreen.train.device import autocast
-from tumorscreen.train.loop import differential_optimizer, optimizer_step
+from tumorscreen.train.loop import differential_optimizer, optimizer_step, tumor_bce
 
 RETAIN = ("replay", "distill", "none")
 
@@ -67,11 +67,6 @@ class AdaptResult:
     model: ScreenNet  # the best tune-loss epoch's weights
     best_epoch: int  # 0 means the base model was kept
     history: list[dict[str, float]]
-
-
-def tumor_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of (B,) 1/0 tumour targets on the tumour logit of (B, K) logits."""
-    return F.binary_cross_entropy_with_logits(tumor_logit(logits), targets.float())
 
 
 def retain_loss(logits: torch.Tensor, site_count: int, cfg: FinetuneConfig,

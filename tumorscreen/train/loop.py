@@ -142,9 +142,16 @@ def screening_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Te
                              image_weights)
     if cfg.tumor_loss_weight == 0:
         return loss
-    per_image = F.binary_cross_entropy_with_logits(
-        tumor_logit(logits), (labels != NO_TUMOR).float(), reduction="none")
+    per_image = tumor_bce(logits, labels != NO_TUMOR, reduction="none")
     return loss + cfg.tumor_loss_weight * weighted_mean(per_image, image_weights)
+
+
+def tumor_bce(logits: torch.Tensor, targets: torch.Tensor,
+              reduction: str = "mean") -> torch.Tensor:
+    """Binary cross-entropy of (B,) 1/0 tumour targets on the tumour logit of (B, K) logits:
+    their mean, or (B,) per image with ``reduction="none"``."""
+    return F.binary_cross_entropy_with_logits(tumor_logit(logits), targets.float(),
+                                              reduction=reduction)
 
 
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
