@@ -3,13 +3,15 @@
 Usage: python -m benchmarks.compare_val --workdir DIR --baseline A [A2 ...]
                                         --candidate B [B2 ...] [--resamples 1000]
                                         [--baseline-tta MODE] [--candidate-tta MODE]
-                                        [--result FILE]
+                                        [--candidate-workdir DIR2] [--result FILE]
 DIR is a ``benchmarks.train`` workspace whose last arm wrote the val split both checkpoints
 were trained against; A and B are checkpoint folders kept by ``benchmarks.train --keep``.
 Each is scored as the calibrate and evaluate stages score it (the workspace's test-time
 views, its own T fitted on val). A side given several checkpoints is scored as their
 ensemble: the mean of their view-averaged logits, with one T. ``--baseline-tta`` and
-``--candidate-tta`` score a side under other test-time views. The candidate's val NLL
+``--candidate-tta`` score a side under other test-time views. ``--candidate-workdir`` scores
+the candidate on another workspace's preprocessed val images (a trial of preprocessing
+steps); its val split must hold the same images in the same order. The candidate's val NLL
 minus the baseline's is bootstrapped by near-duplicate group, paired (both on the same
 resampled images) and with each T refitted in every resample. The README's rule adopts a
 change only when the whole interval lies below zero at seed 0 and the difference is
@@ -58,11 +60,18 @@ def predictor_summary(logits: np.ndarray, labels: np.ndarray,
 
 
 def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resamples: int,
-                baseline_tta: str | None = None,
-                candidate_tta: str | None = None) -> dict[str, Any]:
+                baseline_tta: str | None = None, candidate_tta: str | None = None,
+                candidate_workdir: Path | None = None) -> dict[str, Any]:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     val = labelled_split(workdir / "data" / "preprocessed", "val")
     paths = val.manifest["path"].to_numpy()
+    inputs = {"baseline": val.images, "candidate": val.images}
+    if candidate_workdir is not None:
+        other = labelled_split(candidate_workdir / "data" / "preprocessed", "val")
+        if not np.array_equal(other.manifest["path"].to_numpy(), paths):
+            raise SystemExit(f"{candidate_workdir}: its val split holds other images than "
+                             f"{workdir}'s, so the two cannot be paired")
+        inputs["candidate"] = other.images
     device = resolve_device(params["train"]["device"])
     tta, evaluate = params["tta"], params["evaluate"]
     folders = {"baseline": baseline, "candidate": candidate}
@@ -70,7 +79,7 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
              "candidate": candidate_tta or tta["internal"]}
     logits = {}
     for name, side in folders.items():
-        logits[name] = np.mean([mode_logits(*load_checkpoint(folder), val.images, device,
+        logits[name] = np.mean([mode_logits(*load_checkpoint(folder), inputs[name], device,
                                             modes[name], tta["rotation_deg"])
                                 for folder in side], axis=0)
     difference = calibrated_nll_difference(
@@ -80,6 +89,7 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
     return {"val_images": len(val),
             "resampling_unit": evaluate["bootstrap_unit"], "resamples": resamples,
             "confidence": evaluate["confidence"],
+            "candidate_workdir": str(candidate_workdir or workdir),
             **{name: {"checkpoints": [str(folder) for folder in folders[name]],
                       "tta": modes[name],
                       **predictor_summary(values, val.labels, paths)}
@@ -96,10 +106,11 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--baseline-tta", default=None, metavar="MODE")
     parser.add_argument("--candidate-tta", default=None, metavar="MODE")
+    parser.add_argument("--candidate-workdir", type=Path, default=None, metavar="DIR2")
     parser.add_argument("--result", type=Path, default=None)
     args = parser.parse_args()
     result = compare_val(args.workdir, args.baseline, args.candidate, args.resamples,
-                         args.baseline_tta, args.candidate_tta)
+                         args.baseline_tta, args.candidate_tta, args.candidate_workdir)
     if args.result:
         write_json(args.result, result)
     print(json.dumps(result, indent=1))

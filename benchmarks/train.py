@@ -6,7 +6,8 @@ Runs the data stages on the two shared archives, then, for each arm at the same 
 budget (the real_cpu profile), preprocess -> train -> calibrate -> evaluate as users run
 them (whole processes, wall clock). The arms differ only in the preprocessing toggles.
 Writes benchmarks/results/train.json (small figures only; no image data, no weights).
-``--set`` tries other settings on top of the profile (they are recorded with each arm);
+``--set`` tries other settings on top of the profile and of each arm's toggles (they are
+recorded with each arm, so ``--set preprocess.crop.enabled=true`` tries one step alone);
 ``--result`` writes elsewhere, so such a trial leaves the published figures alone. Arms run
 separately are merged, and the better one on val is named when all ran at one budget.
 ``--keep`` copies each arm's checkpoint to DIR/<arm>, for ``benchmarks.compare_val``.
@@ -75,11 +76,11 @@ def arm_summary(root: Path, seconds: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def train_settings(params: dict[str, Any]) -> dict[str, Any]:
-    """The model, training budget and test-time views among ``params``, stored with each
-    arm so runs at other settings show."""
-    return {key: value for key, value in params.items()
-            if key.startswith(("model.", "train.", "tta."))}
+def train_settings(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The model, training budget and test-time views among ``params``, and every
+    ``--set`` override, stored with each arm so runs at other settings show."""
+    return {**{key: value for key, value in params.items()
+               if key.startswith(("model.", "train.", "tta."))}, **overrides}
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -108,7 +109,8 @@ def main() -> None:
     parser.add_argument("--result", type=Path, default=RESULT)
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR")
     args = parser.parse_args()
-    base = {**REAL_CPU, **dict(args.overrides),
+    overrides = dict(args.overrides)
+    base = {**REAL_CPU, **overrides,
             "download.internal.local": str(SHARED_DATA / "brain-tumor-mri-224.zip"),
             "download.external.local": str(SHARED_DATA / "navoneel-brain-mri.zip")}
     results: dict[str, Any] = {
@@ -119,10 +121,10 @@ def main() -> None:
         root = make_workspace(args.workdir or Path(tmp), base)
         results["data_seconds"] = {s: round(run_stage_timed(root, s), 1) for s in DATA_STAGES}
         for arm in args.arms:
-            make_workspace(root, {**base, **ARMS[arm]})
+            make_workspace(root, {**base, **ARMS[arm], **overrides})
             seconds = {stage: run_stage_timed(root, stage) for stage in MODEL_STAGES}
             results["arms"][arm] = {**arm_summary(root, seconds),
-                                    "settings": train_settings(base)}
+                                    "settings": train_settings(base, overrides)}
             write_json(args.result, results)  # partial results survive an interrupted run
             if args.keep:
                 shutil.copytree(root / "models" / "base", args.keep / arm, dirs_exist_ok=True)

@@ -28,11 +28,14 @@ def test_training_benchmark_names_a_better_arm_only_at_one_budget():
     arms = result["arms"]
     assert better_on_val(arms) == result["better_on_val"]
     assert arms["raw"]["settings"] == arms["preprocessed"]["settings"]
-    assert arms["raw"]["settings"] == train_settings(REAL_CPU), (
+    assert arms["raw"]["settings"] == train_settings(REAL_CPU, {}), (
         "the profile changed since its figures were measured: rerun python -m benchmarks.train")
     assert better_on_val({name: arms[name] for name in ("raw",)}) is None
     changed = {**arms, "raw": {**arms["raw"], "settings": {"train.epochs": 1}}}
     assert better_on_val(changed) is None
+    one_step = train_settings(REAL_CPU, {"preprocess.crop.enabled": True})
+    assert one_step["preprocess.crop.enabled"] is True  # an arm's toggle override is recorded
+    assert better_on_val({**arms, "raw": {**arms["raw"], "settings": one_step}}) is None
     assert parse_override("train.epochs=6") == ("train.epochs", 6)
     assert parse_override("tta.internal=all") == ("tta.internal", "all")
     with pytest.raises(argparse.ArgumentTypeError):

@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from benchmarks.compare_val import compare_val, predictor_summary
 from tests.pipeline import copy_project, dvc, stage_error, stages_run, with_downstream
+from tumorscreen.data.store import load_split, write_split
 from tumorscreen.metrics.calibration import fit_temperature
 from tumorscreen.metrics.report import evaluation_report
 from tumorscreen.models.checkpoint import load_checkpoint
@@ -108,6 +109,28 @@ def test_val_comparison_scores_a_side_under_the_views_it_is_given(repo):
     assert result["candidate"] == {"checkpoints": [str(checkpoint)], "tta": "flip_rotate",
                                    **predictor_summary(six, val.labels, paths)}
     assert result["baseline"]["nll_after_t"] != result["candidate"]["nll_after_t"]
+
+
+def test_val_comparison_scores_the_candidate_on_its_own_workspace(repo, tmp_path):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    arrays = load_split(repo / "data/preprocessed", "val", mmap=False)
+    other = tmp_path / "other" / "data" / "preprocessed"
+    write_split(other / "val", 255 - arrays.images, arrays.masks, arrays.manifest)
+    val = labelled_split(other, "val")
+    checkpoint = repo / "models/base"
+    inverted = mode_logits(*load_checkpoint(checkpoint), val.images, CPU,
+                           params["tta"]["internal"], params["tta"]["rotation_deg"])
+    result = compare_val(repo, [checkpoint], [checkpoint], resamples=50,
+                         candidate_workdir=tmp_path / "other")
+    assert result["candidate"] == {"checkpoints": [str(checkpoint)],
+                                   "tta": params["tta"]["internal"],
+                                   **predictor_summary(inverted, val.labels,
+                                                       val.manifest["path"].to_numpy())}
+    assert result["baseline"]["nll_after_t"] != result["candidate"]["nll_after_t"]
+    write_split(other / "val", arrays.images[1:], arrays.masks[1:], arrays.manifest[1:])
+    with pytest.raises(SystemExit, match="other images"):
+        compare_val(repo, [checkpoint], [checkpoint], resamples=50,
+                    candidate_workdir=tmp_path / "other")
 
 
 def test_evaluate_equals_the_library_report_on_test(repo):
