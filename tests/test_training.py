@@ -134,8 +134,8 @@ def test_group_weights_give_each_class_and_each_group_within_it_equal_weight():
 def test_image_weights_in_the_loss_match_the_class_weights_they_replace():
     logits, labels = torch.randn(8, 4), torch.tensor([0, 1, 2, 3, 2, 2, 0, 1])
     weights = torch.tensor([0.5, 1.0, 2.0, 1.5])
-    for tumour_weight in (0.0, 0.7):
-        cfg = quick_config(tumor_loss_weight=tumour_weight)
+    for tumour_weight, gamma in ((0.0, 0.0), (0.7, 0.0), (0.0, 2.0)):
+        cfg = quick_config(tumor_loss_weight=tumour_weight, focal_gamma=gamma)
         assert screening_loss(logits, labels, None, cfg, weights[labels]).item() == \
             pytest.approx(screening_loss(logits, labels, weights, cfg).item(), rel=1e-6)
 
@@ -163,11 +163,33 @@ def test_screening_loss_adds_a_class_weighted_tumour_term():
     assert trained.history[-1]["train_loss"] < trained.history[0]["train_loss"]
 
 
+def test_focal_gamma_scales_each_image_by_its_miss_probability():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0, 3, (10, 4))
+    labels = np.array([0, 1, 2, 3, 1, 2, 0, 3, 3, 1])
+    weights = np.array([0.5, 1.0, 2.0, 1.5])
+    # independent: numpy log-softmax, the focal term written out
+    log_p = logits - logits.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    true_log_p = log_p[np.arange(10), labels]
+    w = weights[labels]
+    expected = (w * (1 - np.exp(true_log_p)) ** 2 * -true_log_p).sum() / w.sum()
+    as_torch = (torch.tensor(logits), torch.from_numpy(labels), torch.tensor(weights))
+    focal = screening_loss(*as_torch, quick_config(focal_gamma=2.0)).item()
+    plain = screening_loss(*as_torch, quick_config()).item()
+    assert focal == pytest.approx(expected, rel=1e-9)
+    assert focal < plain
+    trained = train_tiny(quick_config(epochs=2, focal_gamma=2.0))
+    assert trained.history[-1]["train_loss"] < trained.history[0]["train_loss"]
+
+
 def test_bad_train_params_are_refused():
     with pytest.raises(TumorScreenError, match="imbalance"):
         TrainConfig.from_params({"imbalance": "focal_and_weights"})
     with pytest.raises(TumorScreenError, match="tumor_loss_weight"):
         TrainConfig.from_params({"tumor_loss_weight": -1.0})
+    with pytest.raises(TumorScreenError, match="focal_gamma"):
+        TrainConfig.from_params({"focal_gamma": -0.5})
     with pytest.raises(TumorScreenError, match="unknown train params"):
         TrainConfig.from_params({"learning_rate": 1})
 

@@ -50,6 +50,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
     tumor_loss_weight: float = 0.0  # weight of the tumour-vs-healthy term; 0 turns it off
+    focal_gamma: float = 0.0  # focusing exponent on each image's loss; 0: cross-entropy
     ema_decay: float = 0.0  # per-step weight average over the full phase; 0 turns it off
     average_epochs: int = 0  # equal average of the last N full-phase epochs' weights; 0: off
     imbalance: str = "class_weights"
@@ -75,8 +76,8 @@ class TrainConfig:
             raise TumorScreenError(f"train.imbalance must be one of {IMBALANCE}")
         if cfg.batch_size < 2 or cfg.epochs < 0 or cfg.warmup_epochs < 0:
             raise TumorScreenError("train.batch_size must be >= 2 and epochs >= 0")
-        if cfg.tumor_loss_weight < 0:
-            raise TumorScreenError("train.tumor_loss_weight must be >= 0")
+        if cfg.tumor_loss_weight < 0 or cfg.focal_gamma < 0:
+            raise TumorScreenError("train.tumor_loss_weight and train.focal_gamma must be >= 0")
         if not 0.0 <= cfg.ema_decay < 1.0:
             raise TumorScreenError("train.ema_decay must be in [0, 1)")
         if cfg.average_epochs < 0 or (cfg.average_epochs and cfg.ema_decay):
@@ -129,21 +130,35 @@ def screening_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Te
 
     The binary term makes calling a tumour healthy (or the reverse) cost more than
     confusing two tumour types. Class ``weights`` (K,) or ``image_weights`` (B,), when
-    given, weight both terms alike (each a weighted mean over the batch).
+    given, weight both terms alike (each a weighted mean over the batch). With
+    ``cfg.focal_gamma`` g > 0, each image's cross-entropy is scaled by (1 - p_true)^g
+    (the focal loss, without its class weight alpha: imbalance is handled by the weights).
     """
-    if image_weights is None:
-        loss = F.cross_entropy(logits, labels, weight=weights,
-                               label_smoothing=cfg.label_smoothing)
+    per_class = image_weights is None
+    if per_class:
         image_weights = torch.ones_like(labels, dtype=logits.dtype) if weights is None \
             else weights[labels]
+    if per_class and cfg.focal_gamma == 0:
+        loss = F.cross_entropy(logits, labels, weight=weights,
+                               label_smoothing=cfg.label_smoothing)
     else:
-        loss = weighted_mean(F.cross_entropy(logits, labels, reduction="none",
-                                             label_smoothing=cfg.label_smoothing),
+        per_image = F.cross_entropy(logits, labels, reduction="none",
+                                    label_smoothing=cfg.label_smoothing)
+        loss = weighted_mean(per_image * focal_factor(logits, labels, cfg.focal_gamma),
                              image_weights)
     if cfg.tumor_loss_weight == 0:
         return loss
     per_image = tumor_bce(logits, labels != NO_TUMOR, reduction="none")
     return loss + cfg.tumor_loss_weight * weighted_mean(per_image, image_weights)
+
+
+def focal_factor(logits: torch.Tensor, labels: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(1 - p_true)^gamma per image, from (B, K) logits and (B,) labels -> (B,); ones at
+    gamma 0. Confident, correct images then weigh little against the hard ones."""
+    if gamma == 0:
+        return torch.ones_like(labels, dtype=logits.dtype)
+    true_probability = torch.softmax(logits, dim=1).gather(1, labels[:, None])[:, 0]
+    return (1.0 - true_probability).clamp_min(0.0) ** gamma
 
 
 def tumor_bce(logits: torch.Tensor, targets: torch.Tensor,
