@@ -134,17 +134,17 @@ def screening_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Te
     ``cfg.focal_gamma`` g > 0, each image's cross-entropy is scaled by (1 - p_true)^g
     (the focal loss, without its class weight alpha: imbalance is handled by the weights).
     """
-    per_class = image_weights is None
-    if per_class:
+    class_weighted = image_weights is None
+    if class_weighted:
         image_weights = torch.ones_like(labels, dtype=logits.dtype) if weights is None \
             else weights[labels]
-    if per_class and cfg.focal_gamma == 0:
+    if class_weighted and cfg.focal_gamma == 0:
         loss = F.cross_entropy(logits, labels, weight=weights,
                                label_smoothing=cfg.label_smoothing)
     else:
-        per_image = F.cross_entropy(logits, labels, reduction="none",
-                                    label_smoothing=cfg.label_smoothing)
-        loss = weighted_mean(per_image * focal_factor(logits, labels, cfg.focal_gamma),
+        cross_entropy = F.cross_entropy(logits, labels, reduction="none",
+                                        label_smoothing=cfg.label_smoothing)
+        loss = weighted_mean(cross_entropy * focal_factor(logits, labels, cfg.focal_gamma),
                              image_weights)
     if cfg.tumor_loss_weight == 0:
         return loss
