@@ -158,7 +158,7 @@ def focal_factor(logits: torch.Tensor, labels: torch.Tensor, gamma: float) -> to
     if gamma == 0:
         return torch.ones_like(labels, dtype=logits.dtype)
     true_probability = torch.softmax(logits, dim=1).gather(1, labels[:, None])[:, 0]
-    return (1.0 - true_probability).clamp_min(0.0) ** gamma
+    return (1.0 - true_probability) ** gamma
 
 
 def tumor_bce(logits: torch.Tensor, targets: torch.Tensor,
