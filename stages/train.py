@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from stages._run import epoch_curves, run_stage
 from tumorscreen.models.backbones import build_network
 from tumorscreen.models.checkpoint import save_checkpoint
@@ -17,7 +19,7 @@ from tumorscreen.train.device import (
     resolve_precision,
     seed_everything,
 )
-from tumorscreen.train.loop import TrainConfig, fit, raw_images_per_second
+from tumorscreen.train.loop import TrainConfig, fit
 
 DATA = Path("data/preprocessed")
 CHECKPOINT = Path("models/base")
@@ -39,9 +41,7 @@ def train(params: dict) -> None:
                      groups=train_set.resampling_units("group"))
     wall = time.perf_counter() - start
     size = train_set.images.shape[-1]
-    raw = raw_images_per_second(result.model, cfg.batch_size, size, device, precision,
-                                cfg.channels_last, cfg.probe_steps,
-                                cfg.freeze_stages) if cfg.probe_steps else None
+    raw = float(np.median(result.raw_images_per_s)) if result.raw_images_per_s else None
     loop = result.train_images / result.train_seconds if result.train_seconds else None
     save_checkpoint(CHECKPOINT, result.model, {
         **params["model"], "classes": list(CLASSES), "image_size": size,
@@ -52,6 +52,7 @@ def train(params: dict) -> None:
         "wall_seconds": round(wall, 2), "epochs_run": len(result.history),
         "train_images": len(train_set), "val_images": len(val_set),
         "loop_images_per_s": loop, "raw_images_per_s": raw,
+        "raw_images_per_s_by_epoch": result.raw_images_per_s,
         "loop_vs_raw": loop / raw if loop and raw else None,
         "provenance": provenance()})
     write_json(METRICS, {

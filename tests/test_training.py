@@ -240,6 +240,17 @@ def test_raw_throughput_probe_leaves_the_model_untouched():
         assert torch.equal(value, before[key])
 
 
+def test_probing_between_epochs_leaves_the_training_bit_for_bit_as_it_was():
+    probed = train_tiny(quick_config(epochs=2, probe_steps=2))
+    unprobed = train_tiny(quick_config(epochs=2, probe_steps=0))
+    assert len(probed.raw_images_per_s) == 2 and min(probed.raw_images_per_s) > 0
+    assert unprobed.raw_images_per_s == []
+    assert [row["train_loss"] for row in probed.history] == \
+        [row["train_loss"] for row in unprobed.history]
+    for key, value in probed.model.state_dict().items():
+        assert torch.equal(value, unprobed.model.state_dict()[key]), key
+
+
 def test_label_smoothing_raises_the_floor_of_the_training_loss():
     plain = train_tiny(quick_config(epochs=4))
     smooth = train_tiny(quick_config(epochs=4, label_smoothing=0.2))

@@ -60,7 +60,7 @@ class TrainConfig:
     channels_last: bool = False
     device: str = "auto"
     precision: str = "auto"
-    probe_steps: int = 3
+    probe_steps: int = 3  # timed raw steps after each full-phase epoch; 0: no probe
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     @classmethod
@@ -97,6 +97,7 @@ class FitResult:
     train_seconds: float  # time inside training batches (loading, augmenting, stepping)
     train_images: int
     stopped_early: bool
+    raw_images_per_s: list[float]  # the raw probe after each full-phase epoch
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -302,7 +303,7 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_state, waited = float("inf"), -1, None, 0
-    seconds, seen = 0.0, 0
+    seconds, seen, raw = 0.0, 0, []
     phases = [True] * cfg.warmup_epochs + [False] * cfg.epochs
     finetune_steps = max(1, cfg.epochs * len(loader))
     optimizer, schedule, ema = None, None, None
@@ -331,6 +332,9 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
         elapsed = time.perf_counter() - start
         if not frozen:
             seconds, seen = seconds + elapsed, seen + images_seen
+            if cfg.probe_steps:
+                raw.append(probe_between_epochs(model, train[0].shape[-1], device, precision,
+                                                cfg))
         scored = model if ema is None else ema.module
         scores = evaluate_split(scored, *val, device, precision, cfg)
         row = {"epoch": epoch, "frozen": float(frozen),
@@ -366,7 +370,19 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     set_frozen_backbone(model, False)
     return FitResult(model.eval(), best_epoch, history, kept_scores, averaged,
                      average_scores, seconds, seen,
-                     stopped_early=len(history) < len(phases))
+                     stopped_early=len(history) < len(phases), raw_images_per_s=raw)
+
+
+def probe_between_epochs(model: ScreenNet, size: int, device: torch.device, precision: str,
+                         cfg: TrainConfig) -> float:
+    """``raw_images_per_second`` of the model as it stands, with the random state restored
+    afterwards, so probing between epochs leaves the training bit-for-bit as it was. Probed
+    after every full epoch, the ceiling is sampled over the same minutes as the loop, and a
+    drift in the machine's speed reaches both figures alike."""
+    cuda = [device.index or torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        return raw_images_per_second(model, cfg.batch_size, size, device, precision,
+                                     cfg.channels_last, cfg.probe_steps, cfg.freeze_stages)
 
 
 def raw_images_per_second(model: ScreenNet, batch_size: int, size: int, device: torch.device,
