@@ -379,8 +379,9 @@ def probe_between_epochs(model: ScreenNet, size: int, device: torch.device, prec
     afterwards, so probing between epochs leaves the training bit-for-bit as it was. Probed
     after every full epoch, the ceiling is sampled over the same minutes as the loop, and a
     drift in the machine's speed reaches both figures alike."""
-    cuda = [device.index or torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    accelerator = [device] if device.type in ("cuda", "mps") else []  # CPU is always forked
+    with torch.random.fork_rng(devices=accelerator,
+                               device_type=device.type if accelerator else None):
         return raw_images_per_second(model, cfg.batch_size, size, device, precision,
                                      cfg.channels_last, cfg.probe_steps, cfg.freeze_stages)
 
