@@ -332,9 +332,10 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
         elapsed = time.perf_counter() - start
         if not frozen:
             seconds, seen = seconds + elapsed, seen + images_seen
-            if cfg.probe_steps:
-                raw.append(probe_between_epochs(model, train[0].shape[-1], device, precision,
-                                                cfg))
+            if cfg.probe_steps:  # after each full epoch: the same minutes as the loop
+                raw.append(raw_images_per_second(model, cfg.batch_size, train[0].shape[-1],
+                                                 device, precision, cfg.channels_last,
+                                                 cfg.probe_steps, cfg.freeze_stages))
         scored = model if ema is None else ema.module
         scores = evaluate_split(scored, *val, device, precision, cfg)
         row = {"epoch": epoch, "frozen": float(frozen),
@@ -373,40 +374,31 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
                      stopped_early=len(history) < len(phases), raw_images_per_s=raw)
 
 
-def probe_between_epochs(model: ScreenNet, size: int, device: torch.device, precision: str,
-                         cfg: TrainConfig) -> float:
-    """``raw_images_per_second`` of the model as it stands, with the random state restored
-    afterwards, so probing between epochs leaves the training bit-for-bit as it was. Probed
-    after every full epoch, the ceiling is sampled over the same minutes as the loop, and a
-    drift in the machine's speed reaches both figures alike."""
-    accelerator = [device] if device.type in ("cuda", "mps") else []  # CPU is always forked
-    with torch.random.fork_rng(devices=accelerator,
-                               device_type=device.type if accelerator else None):
-        return raw_images_per_second(model, cfg.batch_size, size, device, precision,
-                                     cfg.channels_last, cfg.probe_steps, cfg.freeze_stages)
-
-
 def raw_images_per_second(model: ScreenNet, batch_size: int, size: int, device: torch.device,
                           precision: str, channels_last: bool, steps: int = 5,
                           early_stages: int = 0) -> float:
     """Forward+backward throughput of a copy of ``model`` on random tensors (no data loading,
     no augmentation), with the full phase's frozen stages: the ceiling the training loop is
-    compared against."""
-    probe = copy.deepcopy(model).to(device)
-    set_frozen_backbone(probe, False, early_stages)
-    inputs = torch.rand(batch_size, 1, size, size, device=device)
-    if channels_last:
-        probe, inputs = (probe.to(memory_format=torch.channels_last),
-                         inputs.contiguous(memory_format=torch.channels_last))
-    labels = torch.zeros(batch_size, dtype=torch.long, device=device)
-    timings = []
-    for _ in range(steps + 1):  # the first step warms up allocators and kernels
-        start = time.perf_counter()
-        with autocast(device, precision):
-            loss = F.cross_entropy(probe(inputs).float(), labels)
-        loss.backward()
-        probe.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        timings.append(time.perf_counter() - start)
+    compared against. The random state is restored afterwards (its inputs and dropout draw
+    from it), so probing between epochs leaves the training bit-for-bit as it was."""
+    accelerator = [device] if device.type in ("cuda", "mps") else []  # CPU is always forked
+    with torch.random.fork_rng(devices=accelerator,
+                               device_type=device.type if accelerator else None):
+        probe = copy.deepcopy(model).to(device)
+        set_frozen_backbone(probe, False, early_stages)
+        inputs = torch.rand(batch_size, 1, size, size, device=device)
+        if channels_last:
+            probe, inputs = (probe.to(memory_format=torch.channels_last),
+                             inputs.contiguous(memory_format=torch.channels_last))
+        labels = torch.zeros(batch_size, dtype=torch.long, device=device)
+        timings = []
+        for _ in range(steps + 1):  # the first step warms up allocators and kernels
+            start = time.perf_counter()
+            with autocast(device, precision):
+                loss = F.cross_entropy(probe(inputs).float(), labels)
+            loss.backward()
+            probe.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            timings.append(time.perf_counter() - start)
     return batch_size / float(np.median(timings[1:]))
