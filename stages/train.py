@@ -58,6 +58,7 @@ def train(params: dict) -> None:
     write_json(METRICS, {
         "best_epoch": result.best_epoch, "epochs_run": len(result.history),
         "stopped_early": result.stopped_early, "init": init,
+        "upweighted_images": result.upweighted_images,
         "averaged_epochs": result.averaged_epochs, "average_val": result.average_scores,
         "val": result.val_scores,
         "train_loss": result.history[result.best_epoch]["train_loss"],

@@ -17,6 +17,7 @@ from tumorscreen.train.loop import (
     TrainConfig,
     average_states,
     class_weights,
+    error_weights,
     evaluate_split,
     fit,
     group_weights,
@@ -131,6 +132,40 @@ def test_group_weights_give_each_class_and_each_group_within_it_equal_weight():
     assert len(trained.history) == 2
 
 
+def test_error_weights_mark_the_arg_max_misses():
+    logits = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 3.0], [0.5, 0.1]])
+    assert error_weights(logits, np.array([0, 1, 0, 1]), 4.0).tolist() == [1, 1, 4, 4]
+
+
+def test_warm_up_misses_weigh_more_in_the_full_phase(monkeypatch):
+    from tumorscreen.train import loop
+    images, labels = blobs(64, 0)
+    keep = (labels != 0) | (np.arange(64) < 32)  # class 0 half as common: unequal weights
+    train, val = (images[keep], labels[keep]), blobs(32, 1)
+
+    def fit_tiny(cfg: TrainConfig):
+        seed_everything(cfg.seed)
+        return fit(build_network(TINY, 4)[0], train, val, cfg, CPU, "fp32")
+
+    warmed = fit_tiny(quick_config(warmup_lr=0.001, epochs=0))  # weak: it leaves misses
+    misses = predict_logits(warmed.model, train[0], CPU, "fp32").argmax(axis=1) != train[1]
+    assert 0 < misses.sum() < len(misses)
+    seen_weights = []
+
+    def recording_loader(images, labels, cfg, generator, image_weights=None):
+        seen_weights.append(image_weights)
+        return train_loader(images, labels, cfg, generator, image_weights)
+
+    train_loader = loop.train_loader
+    monkeypatch.setattr(loop, "train_loader", recording_loader)
+    result = fit_tiny(quick_config(warmup_lr=0.001, epochs=1, upweight_errors=3.0))
+    assert result.upweighted_images == misses.sum()
+    expected = class_weights(train[1], 4)[train[1]] * np.where(misses, 3.0, 1.0)
+    assert seen_weights[0] is None
+    np.testing.assert_allclose(seen_weights[-1], expected / expected.mean(), rtol=1e-6)
+    assert fit_tiny(quick_config(epochs=1)).upweighted_images is None
+
+
 def test_image_weights_in_the_loss_match_the_class_weights_they_replace():
     logits, labels = torch.randn(8, 4), torch.tensor([0, 1, 2, 3, 2, 2, 0, 1])
     weights = torch.tensor([0.5, 1.0, 2.0, 1.5])
@@ -192,6 +227,10 @@ def test_bad_train_params_are_refused():
         TrainConfig.from_params({"focal_gamma": -0.5})
     with pytest.raises(TumorScreenError, match="unknown train params"):
         TrainConfig.from_params({"learning_rate": 1})
+    with pytest.raises(TumorScreenError, match="upweight_errors"):
+        TrainConfig.from_params({"upweight_errors": 0.5})
+    with pytest.raises(TumorScreenError, match="warmup_epochs"):
+        TrainConfig.from_params({"upweight_errors": 3.0, "warmup_epochs": 0})
 
 
 @pytest.mark.parametrize(("key", "value"), [("rotation_deg", 90.0), ("scale", 0.5),

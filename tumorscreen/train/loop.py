@@ -5,6 +5,8 @@ only the head learns. Phase 2 (fine-tune): everything learns, the backbone at a 
 than the head, with cosine decay per step. Early stopping watches the val loss, and the
 best epoch's weights are kept. Optionally the weights of the last full-phase epochs are
 averaged (stochastic weight averaging) and compete on val with the best single epoch.
+Optionally the training images the warmed-up network gets wrong weigh more in the full
+phase (Just Train Twice, Liu et al. 2021, with the warm-up as the first training).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # per-step weight average over the full phase; 0 turns it off
     average_epochs: int = 0  # equal average of the last N full-phase epochs' weights; 0: off
     imbalance: str = "class_weights"
+    upweight_errors: float = 1.0  # full-phase weight of the warm-up's training misses; 1: off
     patience: int = 3
     workers: int = 0
     pin_memory: bool = False
@@ -80,6 +83,9 @@ class TrainConfig:
             raise TumorScreenError("train.tumor_loss_weight and train.focal_gamma must be >= 0")
         if not 0.0 <= cfg.ema_decay < 1.0:
             raise TumorScreenError("train.ema_decay must be in [0, 1)")
+        if cfg.upweight_errors < 1 or (cfg.upweight_errors > 1 and not cfg.warmup_epochs):
+            raise TumorScreenError("train.upweight_errors must be >= 1, and above 1 it needs "
+                                   "train.warmup_epochs >= 1 (the warm-up finds the misses)")
         if cfg.average_epochs < 0 or (cfg.average_epochs and cfg.ema_decay):
             raise TumorScreenError("train.average_epochs must be >= 0 and is not stacked "
                                    "with train.ema_decay (both average the weights)")
@@ -98,6 +104,7 @@ class FitResult:
     train_images: int
     stopped_early: bool
     raw_images_per_s: list[float]  # the raw probe after each full-phase epoch
+    upweighted_images: int | None = None  # warm-up misses weighted up; None: option off
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -122,6 +129,12 @@ def group_weights(labels: np.ndarray, groups: np.ndarray, num_classes: int) -> n
         raise TumorScreenError(f"a class has no training images: groups {per_class.tolist()}")
     weights = 1.0 / (per_class[labels] * sizes)
     return weights * len(labels) / weights.sum()
+
+
+def error_weights(logits: np.ndarray, labels: np.ndarray, factor: float) -> np.ndarray:
+    """(N, K) logits and (N,) int labels -> (N,) weights: ``factor`` where the arg-max
+    misses the label, 1 elsewhere."""
+    return np.where(logits.argmax(axis=1) != labels, factor, 1.0)
 
 
 def screening_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None,
@@ -300,6 +313,7 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     loader = train_loader(*train, cfg, generator, per_image)
+    upweighted = None
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_state, waited = float("inf"), -1, None, 0
@@ -309,6 +323,16 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     optimizer, schedule, ema = None, None, None
     tail: deque[tuple[int, dict[str, torch.Tensor]]] = deque(maxlen=cfg.average_epochs)
     for epoch, frozen in enumerate(phases):
+        if epoch == cfg.warmup_epochs and cfg.upweight_errors > 1:
+            if per_image is None:  # the class weights (or none) as image weights
+                per_image = np.ones(len(train[1])) if weights is None \
+                    else weights.cpu().numpy()[train[1]]
+            logits = predict_logits(model, train[0], device, precision, cfg.batch_size,
+                                    cfg.channels_last)
+            misses = error_weights(logits, train[1], cfg.upweight_errors)
+            upweighted = int((misses > 1).sum())
+            per_image = per_image * misses * len(misses) / (per_image * misses).sum()
+            loader = train_loader(*train, cfg, generator, per_image)
         if optimizer is None or epoch == cfg.warmup_epochs:
             optimizer = make_optimizer(model, cfg, frozen)
             schedule = None if frozen else torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -371,7 +395,8 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     set_frozen_backbone(model, False)
     return FitResult(model.eval(), best_epoch, history, kept_scores, averaged,
                      average_scores, seconds, seen,
-                     stopped_early=len(history) < len(phases), raw_images_per_s=raw)
+                     stopped_early=len(history) < len(phases), raw_images_per_s=raw,
+                     upweighted_images=upweighted)
 
 
 def raw_images_per_second(model: ScreenNet, batch_size: int, size: int, device: torch.device,
