@@ -150,13 +150,12 @@ def test_warm_up_misses_weigh_more_in_the_full_phase(monkeypatch):
     warmed = fit_tiny(quick_config(warmup_lr=0.001, epochs=0))  # weak: it leaves misses
     misses = predict_logits(warmed.model, train[0], CPU, "fp32").argmax(axis=1) != train[1]
     assert 0 < misses.sum() < len(misses)
-    seen_weights = []
+    seen_weights, original_loader = [], loop.train_loader
 
     def recording_loader(images, labels, cfg, generator, image_weights=None):
         seen_weights.append(image_weights)
-        return train_loader(images, labels, cfg, generator, image_weights)
+        return original_loader(images, labels, cfg, generator, image_weights)
 
-    train_loader = loop.train_loader
     monkeypatch.setattr(loop, "train_loader", recording_loader)
     result = fit_tiny(quick_config(warmup_lr=0.001, epochs=1, upweight_errors=3.0))
     assert result.upweighted_images == misses.sum()
