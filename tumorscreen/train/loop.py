@@ -137,6 +137,18 @@ def error_weights(logits: np.ndarray, labels: np.ndarray, factor: float) -> np.n
     return np.where(logits.argmax(axis=1) != labels, factor, 1.0)
 
 
+def upweight_misses(model: nn.Module, train: tuple[np.ndarray, np.ndarray],
+                    base: np.ndarray | None, cfg: TrainConfig, device: torch.device,
+                    precision: str) -> tuple[np.ndarray, int]:
+    """(N,) image weights ``base`` (ones when None) times ``cfg.upweight_errors`` on the
+    (N, S, S) training images ``model`` calls wrongly, rescaled to mean 1; and how many."""
+    logits = predict_logits(model, train[0], device, precision, cfg.batch_size,
+                            cfg.channels_last)
+    misses = error_weights(logits, train[1], cfg.upweight_errors)
+    weighted = misses if base is None else base * misses
+    return weighted * len(weighted) / weighted.sum(), int((misses > 1).sum())
+
+
 def screening_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None,
                    cfg: TrainConfig, image_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of (B, K) logits on (B,) labels, plus ``cfg.tumor_loss_weight`` times
@@ -324,14 +336,10 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     tail: deque[tuple[int, dict[str, torch.Tensor]]] = deque(maxlen=cfg.average_epochs)
     for epoch, frozen in enumerate(phases):
         if epoch == cfg.warmup_epochs and cfg.upweight_errors > 1:
-            if per_image is None:  # the class weights (or none) as image weights
-                per_image = np.ones(len(train[1])) if weights is None \
-                    else weights.cpu().numpy()[train[1]]
-            logits = predict_logits(model, train[0], device, precision, cfg.batch_size,
-                                    cfg.channels_last)
-            misses = error_weights(logits, train[1], cfg.upweight_errors)
-            upweighted = int((misses > 1).sum())
-            per_image = per_image * misses * len(misses) / (per_image * misses).sum()
+            if per_image is None and weights is not None:  # class weights, per image
+                per_image = weights.cpu().numpy()[train[1]]
+            per_image, upweighted = upweight_misses(model, train, per_image, cfg, device,
+                                                    precision)
             loader = train_loader(*train, cfg, generator, per_image)
         if optimizer is None or epoch == cfg.warmup_epochs:
             optimizer = make_optimizer(model, cfg, frozen)
