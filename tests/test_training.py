@@ -19,6 +19,7 @@ from tumorscreen.train.loop import (
     class_weights,
     error_weights,
     evaluate_split,
+    feature_clusters,
     fit,
     group_weights,
     make_optimizer,
@@ -132,6 +133,51 @@ def test_group_weights_give_each_class_and_each_group_within_it_equal_weight():
     assert len(trained.history) == 2
 
 
+def test_group_weights_below_power_one_keep_part_of_a_groups_size():
+    labels = np.array([0, 0, 0, 0, 0, 1, 1])
+    groups = np.array([0, 0, 0, 0, 1, 2, 2])
+    weights = group_weights(labels, groups, 2, power=0.5)
+    assert weights[0] == pytest.approx(weights[4] / 2)  # a group of 4: 4 ** -0.5 each
+    assert [weights[labels == k].sum() for k in range(2)] == pytest.approx([3.5, 3.5])
+    np.testing.assert_allclose(group_weights(labels, groups, 2, power=1.0),
+                               group_weights(labels, groups, 2))
+
+
+def test_feature_clusters_follow_the_look_of_the_images_not_the_labels():
+    images, _ = blobs(48, 0)
+    images[24:] = np.clip(images[24:].astype(int) + 120, 0, 255).astype(np.uint8)  # two looks
+    seed_everything(0)
+    model, _ = build_network(TINY, 4)
+    clusters = feature_clusters(model, images, 2, 0, CPU, "fp32")
+    assert len(set(clusters[:24])) == 1 and len(set(clusters[24:])) == 1
+    assert clusters[0] != clusters[24]
+    np.testing.assert_array_equal(clusters, feature_clusters(model, images, 2, 0, CPU, "fp32"))
+    assert model.backbone[-1].out_features == 4  # the head is removed from a copy only
+
+
+def test_cluster_weights_favour_a_look_that_is_rare_within_its_class(monkeypatch):
+    from tumorscreen.train import loop
+    images, labels = blobs(64, 0)
+    rare = (np.arange(64) < 16) & (labels < 2)  # four images each of classes 0 and 1
+    images[rare] = np.clip(images[rare].astype(int) + 120, 0, 255).astype(np.uint8)
+    seen_weights, original_loader = [], loop.train_loader
+
+    def recording_loader(images, labels, cfg, generator, image_weights=None):
+        seen_weights.append(image_weights)
+        return original_loader(images, labels, cfg, generator, image_weights)
+
+    monkeypatch.setattr(loop, "train_loader", recording_loader)
+    cfg = quick_config(epochs=1, imbalance="cluster_weights", clusters=2, cluster_power=1.0)
+    seed_everything(0)
+    result = fit(build_network(TINY, 4)[0], (images, labels), blobs(32, 1), cfg, CPU, "fp32")
+    assert len(result.history) == 2
+    weights = seen_weights[0]
+    assert weights.mean() == pytest.approx(1.0)
+    in_class_0 = labels == 0
+    assert weights[rare & in_class_0] == pytest.approx([weights[~rare & in_class_0][0] * 3] * 4)
+    assert weights[labels == 3] == pytest.approx([1.0] * 16)  # one look: the class weight
+
+
 def test_error_weights_mark_the_arg_max_misses():
     logits = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 3.0], [0.5, 0.1]])
     assert error_weights(logits, np.array([0, 1, 0, 1]), 4.0).tolist() == [1, 1, 4, 4]
@@ -226,6 +272,9 @@ def test_bad_train_params_are_refused():
         TrainConfig.from_params({"focal_gamma": -0.5})
     with pytest.raises(TumorScreenError, match="unknown train params"):
         TrainConfig.from_params({"learning_rate": 1})
+    for bad in ({"clusters": 1}, {"cluster_power": 0.0}, {"cluster_power": 1.5}):
+        with pytest.raises(TumorScreenError, match="clusters"):
+            TrainConfig.from_params(bad)
     with pytest.raises(TumorScreenError, match="upweight_errors"):
         TrainConfig.from_params({"upweight_errors": 0.5})
     with pytest.raises(TumorScreenError, match="warmup_epochs"):

@@ -7,6 +7,9 @@ best epoch's weights are kept. Optionally the weights of the last full-phase epo
 averaged (stochastic weight averaging) and compete on val with the best single epoch.
 Optionally the training images the warmed-up network gets wrong weigh more in the full
 phase (Just Train Twice, Liu et al. 2021, with the warm-up as the first training).
+Optionally, within each class, images weigh by the size of their cluster in the frozen
+ImageNet features (hidden subclasses such as scan plane and sequence; after Sohoni et al.
+2020), so a look that is rare within a class is not learnt as evidence against it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from sklearn.cluster import KMeans
+from sklearn.preprocessing import normalize
 from timm.utils import ModelEmaV3
 from torch import nn
 from torch.optim.swa_utils import update_bn
@@ -30,13 +35,13 @@ from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 from tumorscreen.errors import TumorScreenError
 from tumorscreen.metrics.classification import accuracy, macro_f1
 from tumorscreen.metrics.report import tumor_auroc
-from tumorscreen.models.backbones import ScreenNet
+from tumorscreen.models.backbones import ScreenNet, set_submodule
 from tumorscreen.models.predict import predict_logits, to_input
 from tumorscreen.models.score import NO_TUMOR, tumor_logit
 from tumorscreen.train.augment import AugmentConfig, augment_batch
 from tumorscreen.train.device import autocast
 
-IMBALANCE = ("class_weights", "group_weights", "balanced_sampler", "none")
+IMBALANCE = ("class_weights", "group_weights", "cluster_weights", "balanced_sampler", "none")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class TrainConfig:
     ema_decay: float = 0.0  # per-step weight average over the full phase; 0 turns it off
     average_epochs: int = 0  # equal average of the last N full-phase epochs' weights; 0: off
     imbalance: str = "class_weights"
+    clusters: int = 12  # feature clusters of imbalance cluster_weights
+    cluster_power: float = 0.5  # within a class, image weight ~ cluster size ** -power
     upweight_errors: float = 1.0  # full-phase weight of the warm-up's training misses; 1: off
     patience: int = 3
     workers: int = 0
@@ -79,6 +86,9 @@ class TrainConfig:
             raise TumorScreenError(f"train.imbalance must be one of {IMBALANCE}")
         if cfg.batch_size < 2 or cfg.epochs < 0 or cfg.warmup_epochs < 0:
             raise TumorScreenError("train.batch_size must be >= 2 and epochs >= 0")
+        if cfg.clusters < 2 or not 0 < cfg.cluster_power <= 1:
+            raise TumorScreenError("train.clusters must be >= 2 and train.cluster_power in "
+                                   "(0, 1]")
         if cfg.tumor_loss_weight < 0 or cfg.focal_gamma < 0:
             raise TumorScreenError("train.tumor_loss_weight and train.focal_gamma must be >= 0")
         if not 0.0 <= cfg.ema_decay < 1.0:
@@ -115,20 +125,35 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return len(labels) / (num_classes * counts)
 
 
-def group_weights(labels: np.ndarray, groups: np.ndarray, num_classes: int) -> np.ndarray:
-    """(N,) int labels and (N,) near-duplicate group ids -> (N,) image weights, mean 1.
+def group_weights(labels: np.ndarray, groups: np.ndarray, num_classes: int,
+                  power: float = 1.0) -> np.ndarray:
+    """(N,) int labels and (N,) group ids -> (N,) image weights, mean 1.
 
-    Every class carries the same total weight, as with class weights, and within a class
-    so does every near-duplicate group: an image in a group of s carries 1/s of a single's.
+    Every class carries the same total weight, as with class weights, and within a class an
+    image in a group of s weighs s ** -power: at power 1 every group carries the same
+    weight (a near-duplicate group of s images counts once), below 1 large groups keep part
+    of their size's share.
     """
     frame = pd.DataFrame({"label": labels, "group": groups})
     sizes = frame.groupby(["label", "group"])["group"].transform("size").to_numpy()
-    per_class = (frame.groupby("label")["group"].nunique()
-                 .reindex(range(num_classes), fill_value=0).to_numpy())
+    within = sizes.astype(np.float64) ** -power
+    per_class = np.bincount(labels, weights=within, minlength=num_classes)
     if (per_class == 0).any():
-        raise TumorScreenError(f"a class has no training images: groups {per_class.tolist()}")
-    weights = 1.0 / (per_class[labels] * sizes)
+        counts = np.bincount(labels, minlength=num_classes)
+        raise TumorScreenError(f"a class has no training images: counts {counts.tolist()}")
+    weights = within / per_class[labels]
     return weights * len(labels) / weights.sum()
+
+
+def feature_clusters(model: ScreenNet, images: np.ndarray, count: int, seed: int,
+                     device: torch.device, precision: str, batch_size: int = 64,
+                     channels_last: bool = False) -> np.ndarray:
+    """(N, S, S) uint8 images -> (N,) cluster ids in [0, count): k-means (cosine, seeded)
+    on the network's pooled features, the input of its head."""
+    body = copy.deepcopy(model)
+    set_submodule(body.backbone, body.head, nn.Identity())
+    features = predict_logits(body, images, device, precision, batch_size, channels_last)
+    return KMeans(count, n_init=10, random_state=seed).fit_predict(normalize(features))
 
 
 def error_weights(logits: np.ndarray, labels: np.ndarray, factor: float) -> np.ndarray:
@@ -324,6 +349,10 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    if cfg.imbalance == "cluster_weights":  # the features the frozen warm-up trains on
+        clusters = feature_clusters(model, train[0], cfg.clusters, cfg.seed, device,
+                                    precision, cfg.batch_size, cfg.channels_last)
+        per_image = group_weights(train[1], clusters, num_classes, cfg.cluster_power)
     loader = train_loader(*train, cfg, generator, per_image)
     upweighted = None
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
