@@ -21,11 +21,13 @@ from tumorscreen.train.loop import (
     evaluate_split,
     feature_clusters,
     fit,
+    fixed_batchnorm_statistics,
     group_weights,
     make_optimizer,
     raw_images_per_second,
     recompute_batchnorm,
     screening_loss,
+    sharpness_aware_step,
 )
 
 CPU = torch.device("cpu")
@@ -176,6 +178,58 @@ def test_cluster_weights_favour_a_look_that_is_rare_within_its_class(monkeypatch
     in_class_0 = labels == 0
     assert weights[rare & in_class_0] == pytest.approx([weights[~rare & in_class_0][0] * 3] * 4)
     assert weights[labels == 3] == pytest.approx([1.0] * 16)  # one look: the class weight
+
+
+def test_sharpness_aware_step_applies_the_gradient_of_the_perturbed_weights():
+    torch.manual_seed(0)
+    inputs, targets = torch.randn(8, 3), torch.randn(8, 1)
+    model = torch.nn.Linear(3, 1)
+    start = [p.detach().clone() for p in model.parameters()]
+
+    def batch_loss() -> torch.Tensor:
+        return torch.nn.functional.mse_loss(model(inputs), targets)
+
+    rho, start_loss = 0.5, batch_loss().item()
+    gradient = torch.autograd.grad(batch_loss(), list(model.parameters()))
+    norm = torch.sqrt(sum((g ** 2).sum() for g in gradient))
+    with torch.no_grad():
+        for p, g in zip(model.parameters(), gradient, strict=True):
+            p.add_(g * rho / norm)
+    perturbed = torch.autograd.grad(batch_loss(), list(model.parameters()))
+    with torch.no_grad():
+        for p, w in zip(model.parameters(), start, strict=True):
+            p.copy_(w)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    assert not torch.allclose(perturbed[0], gradient[0])  # the two steps can be told apart
+    loss = sharpness_aware_step(model, batch_loss, optimizer, rho, None)
+    assert loss.item() == pytest.approx(start_loss)  # the loss at the weights themselves
+    for p, w, g in zip(model.parameters(), start, perturbed, strict=True):
+        torch.testing.assert_close(p.detach(), w - 0.1 * g)
+
+
+def test_fixed_batchnorm_statistics_normalise_by_the_batch_and_keep_the_running_ones():
+    norm = torch.nn.BatchNorm1d(2, momentum=0.3).train()
+    batch = torch.randn(16, 2) * 3 + 5
+    with fixed_batchnorm_statistics(norm):
+        out = norm(batch)
+    assert norm.momentum == 0.3
+    torch.testing.assert_close(norm.running_mean, torch.zeros(2))
+    torch.testing.assert_close(out.mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+    norm(batch)
+    assert not torch.allclose(norm.running_mean, torch.zeros(2))
+
+
+def test_sam_trains_the_full_phase_and_is_refused_under_fp16():
+    plain = train_tiny(quick_config(epochs=2))
+    sharp = train_tiny(quick_config(epochs=2, sam_rho=0.05))
+    assert plain.history[0]["train_loss"] == sharp.history[0]["train_loss"]  # warm-up: plain
+    assert plain.history[-1]["train_loss"] != sharp.history[-1]["train_loss"]
+    assert sharp.history[-1]["train_loss"] < sharp.history[0]["train_loss"]
+    with pytest.raises(TumorScreenError, match="sam_rho"):
+        TrainConfig.from_params({"sam_rho": -0.1})
+    model, _ = build_network(TINY, 4)
+    with pytest.raises(TumorScreenError, match="fp16"):
+        fit(model, blobs(16, 0), blobs(8, 1), quick_config(sam_rho=0.05), CPU, "fp16")
 
 
 def test_error_weights_mark_the_arg_max_misses():

@@ -10,6 +10,7 @@ phase (Just Train Twice, Liu et al. 2021, with the warm-up as the first training
 Optionally, within each class, images weigh by the size of their cluster in the frozen
 ImageNet features (hidden subclasses such as scan plane and sequence; after Sohoni et al.
 2020), so a look that is rare within a class is not learnt as evidence against it.
+Optionally the full phase takes sharpness-aware steps (SAM, Foret et al. 2021).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from __future__ import annotations
 import copy
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -64,6 +67,7 @@ class TrainConfig:
     clusters: int = 12  # feature clusters of imbalance cluster_weights
     cluster_power: float = 0.5  # within a class, image weight ~ cluster size ** -power
     upweight_errors: float = 1.0  # full-phase weight of the warm-up's training misses; 1: off
+    sam_rho: float = 0.0  # radius of the full phase's sharpness-aware steps; 0: plain steps
     patience: int = 3
     workers: int = 0
     pin_memory: bool = False
@@ -89,6 +93,8 @@ class TrainConfig:
         if cfg.clusters < 2 or not 0 < cfg.cluster_power <= 1:
             raise TumorScreenError("train.clusters must be >= 2 and train.cluster_power in "
                                    "(0, 1]")
+        if cfg.sam_rho < 0:
+            raise TumorScreenError("train.sam_rho must be >= 0")
         if cfg.tumor_loss_weight < 0 or cfg.focal_gamma < 0:
             raise TumorScreenError("train.tumor_loss_weight and train.focal_gamma must be >= 0")
         if not 0.0 <= cfg.ema_decay < 1.0:
@@ -220,6 +226,16 @@ def tumor_bce(logits: torch.Tensor, targets: torch.Tensor,
                                               reduction=reduction)
 
 
+def model_loss(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+               weights: torch.Tensor | None, cfg: TrainConfig,
+               image_weights: torch.Tensor | None, device: torch.device,
+               precision: str) -> torch.Tensor:
+    """``screening_loss`` of ``model``'s logits on one batch, the forward pass under
+    ``precision``."""
+    with autocast(device, precision):
+        return screening_loss(model(inputs).float(), labels, weights, cfg, image_weights)
+
+
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """sum(w * v) / sum(w) over (B,) values and weights."""
     return (weights * values).sum() / weights.sum()
@@ -289,6 +305,51 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
         schedule.step()
 
 
+@contextmanager
+def fixed_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers normalise by the batch but leave their running statistics as they
+    are (momentum 0): for a second pass over the same batch."""
+    norms = [module for module in model.modules()
+             if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.momentum = 0.0
+    try:
+        yield
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+
+
+def sharpness_aware_step(model: nn.Module, batch_loss: Callable[[], torch.Tensor],
+                         optimizer: torch.optim.Optimizer, rho: float,
+                         schedule: torch.optim.lr_scheduler.LRScheduler | None
+                         ) -> torch.Tensor:
+    """One SAM update (Foret et al. 2021): the gradient at the weights moved ``rho`` along
+    their normalised gradient (the worst point nearby, to first order), applied by
+    ``optimizer`` at the weights themselves; returns the loss at the weights.
+    ``batch_loss`` recomputes the loss of one fixed batch. Written here: no library in the
+    stack provides SAM."""
+    loss = batch_loss()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]
+              if p.grad is not None]
+    with torch.no_grad():
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        shifts = [p.grad * (rho / (norm + 1e-12)) for p in params]
+        torch._foreach_add_(params, shifts)
+    optimizer.zero_grad(set_to_none=True)
+    with fixed_batchnorm_statistics(model):
+        batch_loss().backward()
+    with torch.no_grad():
+        torch._foreach_sub_(params, shifts)
+    optimizer.step()
+    if schedule is not None:
+        schedule.step()
+    return loss
+
+
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The equal average of floating-point tensors across state dicts; other tensors (batch
     counters) from the last."""
@@ -335,6 +396,9 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     With ``cfg.ema_decay`` > 0, an exponential moving average of the weights is kept over
     the full phase, and it (not the live weights) is what val scores and what is kept.
     """
+    if cfg.sam_rho and precision == "fp16":
+        raise TumorScreenError("train.sam_rho needs fp32 or bf16: fp16's loss scaling does "
+                               "not carry through the perturbed step")
     generator = torch.Generator().manual_seed(cfg.seed)
     num_classes = model.backbone.get_submodule(model.head).out_features
     weights = None
@@ -382,10 +446,15 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
             inputs = augment_batch(to_input(batch, device, cfg.channels_last), cfg.augment,
                                    generator)
             labels = labels.to(device, non_blocking=True)
-            with autocast(device, precision):
-                loss = screening_loss(model(inputs).float(), labels, weights, cfg,
-                                      None if per_image is None else batch_weights.to(device))
-            optimizer_step(loss, optimizer, scaler, schedule)
+            batch_loss = partial(model_loss, model, inputs, labels, weights, cfg,
+                                 None if per_image is None else batch_weights.to(device),
+                                 device, precision)
+            if cfg.sam_rho and not frozen:
+                loss = sharpness_aware_step(model, batch_loss, optimizer, cfg.sam_rho,
+                                            schedule)
+            else:
+                loss = batch_loss()
+                optimizer_step(loss, optimizer, scaler, schedule)
             if ema is not None:
                 ema.update(model)
             total_loss += loss.detach() * len(labels)  # no per-step host sync on CUDA
@@ -396,7 +465,8 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
             if cfg.probe_steps:  # after each full epoch: the same minutes as the loop
                 raw.append(raw_images_per_second(model, cfg.batch_size, train[0].shape[-1],
                                                  device, precision, cfg.channels_last,
-                                                 cfg.probe_steps, cfg.freeze_stages))
+                                                 cfg.probe_steps, cfg.freeze_stages,
+                                                 passes=2 if cfg.sam_rho else 1))
         scored = model if ema is None else ema.module
         scores = evaluate_split(scored, *val, device, precision, cfg)
         row = {"epoch": epoch, "frozen": float(frozen),
@@ -438,11 +508,12 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
 
 def raw_images_per_second(model: ScreenNet, batch_size: int, size: int, device: torch.device,
                           precision: str, channels_last: bool, steps: int = 5,
-                          early_stages: int = 0) -> float:
+                          early_stages: int = 0, passes: int = 1) -> float:
     """Forward+backward throughput of a copy of ``model`` on random tensors (no data loading,
     no augmentation), with the full phase's frozen stages: the ceiling the training loop is
-    compared against. The random state is restored afterwards (its inputs and dropout draw
-    from it), so probing between epochs leaves the training bit-for-bit as it was."""
+    compared against; ``passes`` forward+backward passes make one step (2 for SAM). The
+    random state is restored afterwards (its inputs and dropout draw from it), so probing
+    between epochs leaves the training bit-for-bit as it was."""
     accelerator = [device] if device.type in ("cuda", "mps") else []  # CPU is always forked
     with torch.random.fork_rng(devices=accelerator,
                                device_type=device.type if accelerator else None):
@@ -456,9 +527,10 @@ def raw_images_per_second(model: ScreenNet, batch_size: int, size: int, device: 
         timings = []
         for _ in range(steps + 1):  # the first step warms up allocators and kernels
             start = time.perf_counter()
-            with autocast(device, precision):
-                loss = F.cross_entropy(probe(inputs).float(), labels)
-            loss.backward()
+            for _ in range(passes):
+                with autocast(device, precision):
+                    loss = F.cross_entropy(probe(inputs).float(), labels)
+                loss.backward()
             probe.zero_grad(set_to_none=True)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
