@@ -59,6 +59,7 @@ def train(params: dict) -> None:
         "best_epoch": result.best_epoch, "epochs_run": len(result.history),
         "stopped_early": result.stopped_early, "init": init,
         "upweighted_images": result.upweighted_images,
+        "cluster_counts": result.cluster_counts,
         "averaged_epochs": result.averaged_epochs, "average_val": result.average_scores,
         "val": result.val_scores,
         "train_loss": result.history[result.best_epoch]["train_loss"],

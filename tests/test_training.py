@@ -178,6 +178,8 @@ def test_cluster_weights_favour_a_look_that_is_rare_within_its_class(monkeypatch
     in_class_0 = labels == 0
     assert weights[rare & in_class_0] == pytest.approx([weights[~rare & in_class_0][0] * 3] * 4)
     assert weights[labels == 3] == pytest.approx([1.0] * 16)  # one look: the class weight
+    assert sorted(result.cluster_counts) == [[4, 4, 0, 0], [12, 12, 16, 16]]
+    assert train_tiny(quick_config(epochs=1)).cluster_counts is None
 
 
 def test_sharpness_aware_step_applies_the_gradient_of_the_perturbed_weights():

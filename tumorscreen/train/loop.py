@@ -121,6 +121,7 @@ class FitResult:
     stopped_early: bool
     raw_images_per_s: list[float]  # the raw probe after each full-phase epoch
     upweighted_images: int | None = None  # warm-up misses weighted up; None: option off
+    cluster_counts: list[list[int]] | None = None  # images per (cluster, class); None: off
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -405,7 +406,7 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     if cfg.imbalance == "class_weights":
         weights = torch.tensor(class_weights(train[1], num_classes), dtype=torch.float32,
                                device=device)
-    per_image = None
+    per_image, cluster_counts = None, None
     if cfg.imbalance == "group_weights":
         if groups is None:
             raise TumorScreenError("train.imbalance group_weights needs the group ids")
@@ -417,6 +418,8 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
         clusters = feature_clusters(model, train[0], cfg.clusters, cfg.seed, device,
                                     precision, cfg.batch_size, cfg.channels_last)
         per_image = group_weights(train[1], clusters, num_classes, cfg.cluster_power)
+        cluster_counts = np.zeros((cfg.clusters, num_classes), dtype=int)
+        np.add.at(cluster_counts, (clusters, train[1]), 1)
     loader = train_loader(*train, cfg, generator, per_image)
     upweighted = None
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -503,7 +506,8 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     return FitResult(model.eval(), best_epoch, history, kept_scores, averaged,
                      average_scores, seconds, seen,
                      stopped_early=len(history) < len(phases), raw_images_per_s=raw,
-                     upweighted_images=upweighted)
+                     upweighted_images=upweighted,
+                     cluster_counts=None if cluster_counts is None else cluster_counts.tolist())
 
 
 def raw_images_per_second(model: ScreenNet, batch_size: int, size: int, device: torch.device,
