@@ -163,6 +163,18 @@ def feature_clusters(model: ScreenNet, images: np.ndarray, count: int, seed: int
     return KMeans(count, n_init=10, random_state=seed).fit_predict(normalize(features))
 
 
+def cluster_weights(model: ScreenNet, train: tuple[np.ndarray, np.ndarray], num_classes: int,
+                    cfg: TrainConfig, device: torch.device, precision: str
+                    ) -> tuple[np.ndarray, list[list[int]]]:
+    """(N,) image weights of ``group_weights`` over the ``feature_clusters`` of the (N, S, S)
+    training images, and the images per (cluster, class)."""
+    clusters = feature_clusters(model, train[0], cfg.clusters, cfg.seed, device, precision,
+                                cfg.batch_size, cfg.channels_last)
+    counts = np.zeros((cfg.clusters, num_classes), dtype=int)
+    np.add.at(counts, (clusters, train[1]), 1)
+    return group_weights(train[1], clusters, num_classes, cfg.cluster_power), counts.tolist()
+
+
 def error_weights(logits: np.ndarray, labels: np.ndarray, factor: float) -> np.ndarray:
     """(N, K) logits and (N,) int labels -> (N,) weights: ``factor`` where the arg-max
     misses the label, 1 elsewhere."""
@@ -415,11 +427,8 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     if cfg.imbalance == "cluster_weights":  # the features the frozen warm-up trains on
-        clusters = feature_clusters(model, train[0], cfg.clusters, cfg.seed, device,
-                                    precision, cfg.batch_size, cfg.channels_last)
-        per_image = group_weights(train[1], clusters, num_classes, cfg.cluster_power)
-        cluster_counts = np.zeros((cfg.clusters, num_classes), dtype=int)
-        np.add.at(cluster_counts, (clusters, train[1]), 1)
+        per_image, cluster_counts = cluster_weights(model, train, num_classes, cfg, device,
+                                                    precision)
     loader = train_loader(*train, cfg, generator, per_image)
     upweighted = None
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -507,7 +516,7 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
                      average_scores, seconds, seen,
                      stopped_early=len(history) < len(phases), raw_images_per_s=raw,
                      upweighted_images=upweighted,
-                     cluster_counts=None if cluster_counts is None else cluster_counts.tolist())
+                     cluster_counts=cluster_counts)
 
 
 def raw_images_per_second(model: ScreenNet, batch_size: int, size: int, device: torch.device,
