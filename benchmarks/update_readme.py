@@ -105,6 +105,14 @@ def _regularisation(arm: dict) -> str:
     return f"{settings['model.dropout']} / {settings['model.drop_path']}"
 
 
+def _geometric_augmentation(arm: dict) -> str:
+    settings = arm.get("settings", {})
+    keys = [f"train.augment.{name}" for name in ("rotation_deg", "scale", "translate")]
+    if not all(key in settings for key in keys):
+        return "params.yaml's (not set by the profile)"
+    return " / ".join(f"{settings[key]:g}" for key in keys)
+
+
 def _epochs(arm: dict) -> str:
     averaged = arm.get("averaged_epochs")
     kept = f"; kept the average of {averaged[0]}-{averaged[-1]}" if averaged else ""
@@ -147,6 +155,7 @@ def train_block(result: dict) -> str:
             f"({a['leaky_testing_folder']['images']:,})"),
         row("budget: warm-up + full epochs, stages kept fixed, test-time views", _budget),
         row("head dropout / stochastic depth", _regularisation),
+        row("training rotation (degrees) / scale / shift", _geometric_augmentation),
         row("epochs run, warm-up included (best, counted from 0)", _epochs),
         row("training loop / raw forward+backward, img/s (ratio)",
             lambda a: f"{a['throughput']['loop_images_per_s']} / "
