@@ -31,7 +31,7 @@ from tests.browser import render
 from tumorscreen.records import package_versions, read_json, write_json
 
 RESULT = PROJECT / "benchmarks" / "results" / "audit.json"
-GROUPS = ("correct", "wrong", "fn", "fp")
+GROUPS = ("correct", "wrong", "tp", "tn", "fn", "fp")
 
 
 def _mean(distribution: dict) -> float | None:

@@ -217,16 +217,17 @@ def audit_block(result: dict) -> str:
     the internal test and the external holdout, then the dashboard and the synthetic DAG."""
     real = result["real"]
     lines = ["| set (model) | accuracy | mean confidence: correct / wrong | focus: correct / "
-             "wrong | lift: correct / wrong | focus: FN / FP | mask area share |",
+             "wrong | lift: correct / wrong | focus: TP / TN / FN / FP | mask area share |",
              "|---|---|---|---|---|---|---|"]
     for name, s in real["sets"].items():
         focus, lift, confidence = s["focus_tumour"], s["lift_tumour"], s["mean_confidence"]
+        by_outcome = " / ".join(_mean(focus[outcome]) for outcome in ("tp", "tn", "fn", "fp"))
         lines.append(
             f"| {name} ({s['model']}, {s['images']} images) | {s['accuracy']:.3f} "
             f"| {confidence['correct']:.3f} / {confidence['wrong']:.3f} "
             f"| {_mean(focus['correct'])} / {_mean(focus['wrong'])} "
             f"| {_mean(lift['correct'])} / {_mean(lift['wrong'])} "
-            f"| {_mean(focus['fn'])} / {_mean(focus['fp'])} | {s['mask_share_mean']:.3f} |")
+            f"| {by_outcome} | {s['mask_share_mean']:.3f} |")
     board, synthetic = real["dashboard"], result["synthetic_repro"]
     lines += [
         "",
