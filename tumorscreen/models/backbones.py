@@ -106,7 +106,7 @@ def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, name, module)
 
 
-def lite_imagenet_state(name: str = LITE0) -> tuple[dict[str, torch.Tensor] | None, str]:
+def lite_imagenet_state(name: str) -> tuple[dict[str, torch.Tensor] | None, str]:
     """The PyPI package's ImageNet state dict for Lite ``name`` (lukemelas key format) and
     where it came from, or None and why not."""
     variant = LITE[name]
