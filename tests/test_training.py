@@ -23,6 +23,7 @@ from tumorscreen.train.loop import (
     fit,
     fixed_batchnorm_statistics,
     group_weights,
+    inference_batchnorm_statistics,
     make_optimizer,
     raw_images_per_second,
     recompute_batchnorm,
@@ -472,6 +473,38 @@ def test_batchnorm_statistics_are_recomputed_from_the_training_images():
         expected = model.backbone[0](inputs)
     assert torch.allclose(stem.running_mean, expected.mean(dim=(0, 2, 3)), atol=1e-5)
     assert stem.momentum == 0.1 and model.training
+
+
+def test_inference_batchnorm_statistics_are_measured_with_dropout_off():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Conv2d(1, 3, 3),
+                                torch.nn.BatchNorm2d(3)).train()
+    norm = model[2]
+    norm.running_mean.fill_(5.0)
+    images = np.random.default_rng(0).integers(0, 256, (64, 12, 12)).astype(np.uint8)
+    inference_batchnorm_statistics(model, images, quick_config(batch_size=32), CPU, "fp32")
+    with torch.no_grad():  # dropout off: the convolution sees the images as they are
+        halves = model[1](to_input(torch.from_numpy(images), CPU, False)).split(32)
+    means = torch.stack([half.mean(dim=(0, 2, 3)) for half in halves])
+    variances = torch.stack([half.transpose(0, 1).flatten(1).var(dim=1) for half in halves])
+    torch.testing.assert_close(norm.running_mean, means.mean(0))
+    torch.testing.assert_close(norm.running_var, variances.mean(0))
+    assert norm.momentum == 0.1 and not model.training and not norm.training
+
+
+def test_inference_batchnorm_changes_only_the_kept_statistics():
+    plain = train_tiny(quick_config(epochs=2))
+    measured = train_tiny(quick_config(epochs=2, inference_batchnorm=True))
+    assert measured.history == [{**row, "images_per_s": new["images_per_s"]}
+                                for row, new in zip(plain.history, measured.history,
+                                                    strict=True)]
+    before, after = plain.model.state_dict(), measured.model.state_dict()
+    statistics = [key for key in before if key.endswith(("running_mean", "running_var"))]
+    assert statistics and all(not torch.equal(before[k], after[k]) for k in statistics)
+    assert all(torch.equal(before[k], after[k]) for k in before
+               if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    rescored = evaluate_split(measured.model, *blobs(32, 1), CPU, "fp32", quick_config())
+    assert rescored == pytest.approx(measured.val_scores, rel=1e-6)
 
 
 def test_averaged_weights_compete_with_the_best_epoch_on_val():

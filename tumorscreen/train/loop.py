@@ -11,6 +11,8 @@ Optionally, within each class, images weigh by the size of their cluster in the 
 ImageNet features (hidden subclasses such as scan plane and sequence; after Sohoni et al.
 2020), so a look that is rare within a class is not learnt as evidence against it.
 Optionally the full phase takes sharpness-aware steps (SAM, Foret et al. 2021).
+Optionally the kept weights' BatchNorm statistics are recomputed with stochastic depth and
+dropout off, as inference runs them (the variance shift of Li et al. 2019).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class TrainConfig:
     cluster_power: float = 0.5  # within a class, image weight ~ cluster size ** -power
     upweight_errors: float = 1.0  # full-phase weight of the warm-up's training misses; 1: off
     sam_rho: float = 0.0  # radius of the full phase's sharpness-aware steps; 0: plain steps
+    inference_batchnorm: bool = False  # kept weights' BatchNorm statistics as at inference
     patience: int = 3
     workers: int = 0
     pin_memory: bool = False
@@ -319,19 +322,47 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
 
 
 @contextmanager
-def fixed_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
-    """BatchNorm layers normalise by the batch but leave their running statistics as they
-    are (momentum 0): for a second pass over the same batch."""
+def batchnorm_momentum(model: nn.Module, momentum: float | None) -> Iterator[list[nn.Module]]:
+    """Every BatchNorm layer of ``model`` at ``momentum`` (None: a cumulative average)
+    inside the block, its own momentum restored after; yields the layers."""
     norms = [module for module in model.modules()
              if isinstance(module, nn.modules.batchnorm._BatchNorm)]
     momenta = [norm.momentum for norm in norms]
     for norm in norms:
-        norm.momentum = 0.0
+        norm.momentum = momentum
     try:
-        yield
+        yield norms
     finally:
-        for norm, momentum in zip(norms, momenta, strict=True):
-            norm.momentum = momentum
+        for norm, kept in zip(norms, momenta, strict=True):
+            norm.momentum = kept
+
+
+@contextmanager
+def fixed_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers normalise by the batch but leave their running statistics as they
+    are (momentum 0): for a second pass over the same batch."""
+    with batchnorm_momentum(model, 0.0):
+        yield
+
+
+@torch.no_grad()
+def inference_batchnorm_statistics(model: nn.Module, images: np.ndarray, cfg: TrainConfig,
+                                   device: torch.device, precision: str) -> None:
+    """BatchNorm statistics from one pass over the (N, S, S) un-augmented images, every
+    other layer as at inference (stochastic depth and dropout off): dropped residual
+    branches widen the activations training measured, which inference never sees (the
+    variance shift, Li et al. 2019). Written here: ``update_bn`` runs every layer in
+    training mode. ``model`` is left in eval mode."""
+    model.eval()
+    with batchnorm_momentum(model, None) as norms:
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.train()
+        for start in range(0, len(images), cfg.batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + cfg.batch_size]))
+            with autocast(device, precision):
+                model(to_input(batch, device, cfg.channels_last))
+    model.eval()
 
 
 def sharpness_aware_step(model: nn.Module, batch_loss: Callable[[], torch.Tensor],
@@ -512,6 +543,9 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     if best_state is not None:
         model.load_state_dict(best_state)
     set_frozen_backbone(model, False)
+    if cfg.inference_batchnorm:
+        inference_batchnorm_statistics(model, train[0], cfg, device, precision)
+        kept_scores = evaluate_split(model, *val, device, precision, cfg)
     return FitResult(model.eval(), best_epoch, history, kept_scores, averaged,
                      average_scores, seconds, seen,
                      stopped_early=len(history) < len(phases), raw_images_per_s=raw,
