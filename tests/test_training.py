@@ -97,6 +97,23 @@ def test_fine_tune_rates_put_the_backbone_below_the_head():
     assert len(warm[0]["params"]) == len(model.head_parameters())
 
 
+def test_layer_decay_slows_the_stages_nearer_the_input():
+    model, _ = build_network("efficientnet_lite0", 4, pretrained=False)
+    cfg = quick_config(lr=0.01, backbone_lr_scale=0.5, layer_decay=0.5)
+    groups = make_optimizer(model, cfg, False).param_groups
+    count = len(model.stages)  # the stem and seven blocks; the head convolution sits above
+    rates = [0.005 * 0.5 ** (count - index) for index in range(count)]
+    assert [g["lr"] for g in groups] == pytest.approx([*rates, 0.005, 0.01])
+    for index in range(count):
+        assert [id(p) for p in groups[index]["params"]] == \
+            [id(p) for p in model.stage_parameters(index)]
+    grouped = [id(p) for g in groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # each one once
+    for bad in (0.0, 1.5):
+        with pytest.raises(TumorScreenError, match="layer_decay"):
+            TrainConfig.from_params({"layer_decay": bad})
+
+
 def test_early_stopping_ends_when_val_loss_stops_improving():
     result = train_tiny(quick_config(epochs=30, patience=2, lr=0.05))
     assert result.stopped_early and len(result.history) < 31

@@ -77,7 +77,11 @@ class ScreenNet(nn.Module):
         """Parameters of the first ``count`` stages (the stem counts as one)."""
         if count > len(self.stages):
             raise TumorScreenError(f"the backbone has {len(self.stages)} stages, not {count}")
-        return [p for stage in self.stages[:count] for path in stage
+        return [p for index in range(count) for p in self.stage_parameters(index)]
+
+    def stage_parameters(self, index: int) -> list[nn.Parameter]:
+        """Parameters of input-side stage ``index`` (the stem is 0)."""
+        return [p for path in self.stages[index]
                 for p in self.backbone.get_submodule(path).parameters()]
 
 

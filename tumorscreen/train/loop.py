@@ -58,6 +58,7 @@ class TrainConfig:
     epochs: int = 10
     lr: float = 1e-3
     backbone_lr_scale: float = 0.1
+    layer_decay: float = 1.0  # rate factor per stage nearer the input; 1: one backbone rate
     freeze_stages: int = 0  # input-side stages (stem first) kept fixed in the full phase
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
@@ -96,6 +97,8 @@ class TrainConfig:
         if cfg.clusters < 2 or not 0 < cfg.cluster_power <= 1:
             raise TumorScreenError("train.clusters must be >= 2 and train.cluster_power in "
                                    "(0, 1]")
+        if not 0 < cfg.layer_decay <= 1:
+            raise TumorScreenError("train.layer_decay must be in (0, 1]")
         if cfg.sam_rho < 0:
             raise TumorScreenError("train.sam_rho must be >= 0")
         if cfg.tumor_loss_weight < 0 or cfg.focal_gamma < 0:
@@ -295,18 +298,33 @@ def set_frozen_backbone(model: ScreenNet, frozen: bool, early_stages: int = 0) -
 
 
 def differential_optimizer(model: ScreenNet, lr: float, backbone_lr_scale: float,
-                           weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW with the backbone at ``lr * backbone_lr_scale`` and the head at ``lr``."""
-    groups = [{"params": model.backbone_parameters(), "lr": lr * backbone_lr_scale},
-              {"params": model.head_parameters(), "lr": lr}]
-    return torch.optim.AdamW(groups, weight_decay=weight_decay)
+                           weight_decay: float, layer_decay: float = 1.0
+                           ) -> torch.optim.Optimizer:
+    """AdamW with the backbone at ``lr * backbone_lr_scale`` and the head at ``lr``.
+
+    With ``layer_decay`` d < 1 the backbone's input-side stages learn slower the nearer the
+    input they sit: of n stages (stem first), stage i at ``lr * backbone_lr_scale *
+    d ** (n - i)``; the layers above them at ``lr * backbone_lr_scale``.
+    """
+    top = lr * backbone_lr_scale
+    staged = [model.stage_parameters(i) for i in range(len(model.stages))] \
+        if layer_decay < 1 else []
+    in_stages = {id(p) for stage in staged for p in stage}
+    groups = [{"params": stage, "lr": top * layer_decay ** (len(staged) - i)}
+              for i, stage in enumerate(staged)]
+    groups += [{"params": [p for p in model.backbone_parameters() if id(p) not in in_stages],
+                "lr": top},
+               {"params": model.head_parameters(), "lr": lr}]
+    return torch.optim.AdamW([group for group in groups if group["params"]],
+                             weight_decay=weight_decay)
 
 
 def make_optimizer(model: ScreenNet, cfg: TrainConfig, frozen: bool) -> torch.optim.Optimizer:
     if frozen:
         return torch.optim.AdamW([{"params": model.head_parameters(), "lr": cfg.warmup_lr}],
                                  weight_decay=cfg.weight_decay)
-    return differential_optimizer(model, cfg.lr, cfg.backbone_lr_scale, cfg.weight_decay)
+    return differential_optimizer(model, cfg.lr, cfg.backbone_lr_scale, cfg.weight_decay,
+                                  cfg.layer_decay)
 
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
