@@ -547,6 +547,30 @@ def test_averaged_weights_compete_with_the_best_epoch_on_val():
             TrainConfig.from_params(bad)
 
 
+def test_keep_by_chooses_the_epoch_on_the_val_loss_after_temperature():
+    images, labels = blobs(32, 1)
+    labels[:6] = (labels[:6] + 1) % 4  # wrong labels: no temperature drives the loss to 0
+
+    def train_noisy_val(**changes):
+        seed_everything(0)
+        model, _ = build_network(TINY, 4)
+        return fit(model, blobs(64, 0), (images, labels),
+                   quick_config(epochs=6, lr=0.01, patience=6, **changes), CPU, "fp32")
+
+    plain, calibrated = train_noisy_val(), train_noisy_val(keep_by="calibrated_loss")
+    for row in plain.history:
+        assert 0 < row["val_calibrated_loss"] <= row["val_loss"] + 1e-9
+    assert calibrated.history == [{**row, "images_per_s": new["images_per_s"]}
+                                  for row, new in zip(plain.history, calibrated.history,
+                                                      strict=True)]
+    by = {key: int(np.argmin([row[f"val_{key}"] for row in plain.history]))
+          for key in ("loss", "calibrated_loss")}
+    assert by["loss"] != by["calibrated_loss"]  # here the two disagree
+    assert (plain.best_epoch, calibrated.best_epoch) == (by["loss"], by["calibrated_loss"])
+    with pytest.raises(TumorScreenError, match="keep_by"):
+        TrainConfig.from_params({"keep_by": "accuracy"})
+
+
 def test_val_scores_include_the_tumour_auroc_only_when_both_sides_are_present():
     seed_everything(0)
     model, _ = build_network(TINY, 4)

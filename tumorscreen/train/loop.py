@@ -1,10 +1,11 @@
 """A flat, explicit two-phase training loop.
 
 Phase 1 (warm-up): the backbone is frozen (no gradients, BatchNorm statistics fixed) and
-only the head learns. Phase 2 (fine-tune): everything learns, the backbone at a lower rate
-than the head, with cosine decay per step. Early stopping watches the val loss, and the
-best epoch's weights are kept. Optionally the weights of the last full-phase epochs are
-averaged (stochastic weight averaging) and compete on val with the best single epoch.
+only the head learns. Phase 2 (fine-tune): everything learns, the backbone at a lower
+rate than the head, with cosine decay per step. Early stopping watches the val loss (or
+the val loss after a temperature fitted on val, ``keep_by``), and the best epoch's
+weights are kept. Optionally the weights of the last full-phase epochs are averaged
+(stochastic weight averaging) and compete on val with the best single epoch.
 Optionally the training images the warmed-up network gets wrong weigh more in the full
 phase (Just Train Twice, Liu et al. 2021, with the warm-up as the first training).
 Optionally, within each class, images weigh by the size of their cluster in the frozen
@@ -38,6 +39,7 @@ from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from tumorscreen.errors import TumorScreenError
+from tumorscreen.metrics.calibration import calibrated_nll
 from tumorscreen.metrics.classification import accuracy, macro_f1
 from tumorscreen.metrics.report import tumor_auroc
 from tumorscreen.models.backbones import ScreenNet, set_submodule
@@ -47,6 +49,7 @@ from tumorscreen.train.augment import AugmentConfig, augment_batch
 from tumorscreen.train.device import autocast
 
 IMBALANCE = ("class_weights", "group_weights", "cluster_weights", "balanced_sampler", "none")
+KEEP_BY = ("loss", "calibrated_loss")  # val scores early stopping and the kept epoch can use
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class TrainConfig:
     sam_rho: float = 0.0  # radius of the full phase's sharpness-aware steps; 0: plain steps
     inference_batchnorm: bool = False  # kept weights' BatchNorm statistics as at inference
     patience: int = 3
+    keep_by: str = "loss"  # the val score early stopping watches and the kept epoch minimises
     workers: int = 0
     pin_memory: bool = False
     channels_last: bool = False
@@ -92,6 +96,8 @@ class TrainConfig:
         cfg = cls(**{key: params[key] for key in known & set(params)}, augment=augment)
         if cfg.imbalance not in IMBALANCE:
             raise TumorScreenError(f"train.imbalance must be one of {IMBALANCE}")
+        if cfg.keep_by not in KEEP_BY:
+            raise TumorScreenError(f"train.keep_by must be one of {KEEP_BY}")
         if cfg.batch_size < 2 or cfg.epochs < 0 or cfg.warmup_epochs < 0:
             raise TumorScreenError("train.batch_size must be >= 2 and epochs >= 0")
         if cfg.clusters < 2 or not 0 < cfg.cluster_power <= 1:
@@ -432,13 +438,15 @@ def recompute_batchnorm(model: nn.Module, loader: DataLoader, cfg: TrainConfig,
 
 def evaluate_split(model: nn.Module, images: np.ndarray, labels: np.ndarray,
                    device: torch.device, precision: str, cfg: TrainConfig) -> dict[str, float]:
-    """Loss, accuracy, macro-F1 and (when both sides are present) tumour-vs-healthy AUROC
-    of one view of (N, S, S) images."""
+    """Loss, loss after the temperature fitted on the same logits (``calibrated_loss``),
+    accuracy, macro-F1 and (when both sides are present) tumour-vs-healthy AUROC of one
+    view of (N, S, S) images."""
     logits = predict_logits(model, images, device, precision, cfg.batch_size,
                             cfg.channels_last)
     loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
     predicted = logits.argmax(axis=1)
-    scores = {"loss": loss, "accuracy": accuracy(labels, predicted),
+    scores = {"loss": loss, "calibrated_loss": calibrated_nll(logits, labels),
+              "accuracy": accuracy(labels, predicted),
               "macro_f1": macro_f1(labels, predicted, logits.shape[1])}
     tumour_auroc = tumor_auroc(logits, labels)
     if np.isfinite(tumour_auroc):
@@ -450,7 +458,8 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
         val: tuple[np.ndarray, np.ndarray], cfg: TrainConfig, device: torch.device,
         precision: str, log: Callable[[dict[str, float]], None] = lambda row: None,
         groups: np.ndarray | None = None) -> FitResult:
-    """Train on (images (N, S, S) uint8, labels (N,) int64); keep the best val-loss epoch.
+    """Train on (images (N, S, S) uint8, labels (N,) int64); keep the epoch with the best
+    val ``cfg.keep_by`` (the loss, or the loss after a temperature fitted on val).
 
     ``groups`` (N,) holds the training images' near-duplicate group ids, needed by
     ``imbalance: group_weights``.
@@ -540,8 +549,8 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
         if not frozen and cfg.average_epochs:
             tail.append((epoch, {key: value.detach().to("cpu", copy=True)
                                  for key, value in model.state_dict().items()}))
-        if scores["loss"] < best_loss:
-            best_loss, best_epoch, waited = scores["loss"], epoch, 0
+        if scores[cfg.keep_by] < best_loss:
+            best_loss, best_epoch, waited = scores[cfg.keep_by], epoch, 0
             best_state = copy.deepcopy(scored.state_dict())
         elif not frozen:
             waited += 1
@@ -555,7 +564,7 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
         model.load_state_dict(average_states([state for _, state in tail]))
         recompute_batchnorm(model, loader, cfg, device, precision, generator)
         average_scores = evaluate_split(model, *val, device, precision, cfg)
-        if average_scores["loss"] < best_loss:
+        if average_scores[cfg.keep_by] < best_loss:
             best_state, kept_scores = copy.deepcopy(model.state_dict()), average_scores
             averaged = [epoch for epoch, _ in tail]
     if best_state is not None:
