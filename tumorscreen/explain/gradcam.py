@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tumorscreen.errors import TumorScreenError
-from tumorscreen.models.predict import to_input
+from tumorscreen.models.predict import input_batches
 from tumorscreen.train.device import autocast
 
 Target = Callable[[torch.Tensor], torch.Tensor]  # (B, K) logits -> (B,) scalars to explain
@@ -86,9 +86,7 @@ def grad_cam(model: nn.Module, images: np.ndarray, targets: Mapping[str, Target]
     logits, maps = [], {name: [] for name in targets}
     try:
         with _frozen(model), torch.enable_grad():
-            for start in range(0, len(images), batch_size):
-                batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
-                inputs = to_input(batch, device, channels_last)
+            for inputs in input_batches(images, batch_size, device, channels_last):
                 captured.clear()
                 with autocast(device, precision):
                     output = model(inputs).float()

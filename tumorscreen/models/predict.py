@@ -3,7 +3,7 @@ with BatchNorm folded into the convolutions in fp32."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -19,6 +19,15 @@ def to_input(batch: torch.Tensor, device: torch.device, channels_last: bool) -> 
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
+def input_batches(images: np.ndarray, batch_size: int, device: torch.device,
+                  channels_last: bool) -> Iterator[torch.Tensor]:
+    """(N, S, S) uint8 images -> their (B, 1, S, S) float inputs in order, ``batch_size`` at
+    a time."""
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+        yield to_input(batch, device, channels_last)
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, device: torch.device,
                    precision: str, batch_size: int = 64, channels_last: bool = False,
@@ -30,9 +39,7 @@ def predict_logits(model: nn.Module, images: np.ndarray, device: torch.device,
     if channels_last:
         network.to(memory_format=torch.channels_last)
     outputs = []
-    for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
-        inputs = to_input(batch, device, channels_last)
+    for inputs in input_batches(images, batch_size, device, channels_last):
         with autocast(device, precision):
             outputs.append(network(view(inputs) if view else inputs).float().cpu())
     if not outputs:

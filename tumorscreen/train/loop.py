@@ -43,7 +43,7 @@ from tumorscreen.metrics.calibration import calibrated_nll
 from tumorscreen.metrics.classification import accuracy, macro_f1
 from tumorscreen.metrics.report import tumor_auroc
 from tumorscreen.models.backbones import ScreenNet, set_submodule
-from tumorscreen.models.predict import predict_logits, to_input
+from tumorscreen.models.predict import input_batches, predict_logits, to_input
 from tumorscreen.models.score import NO_TUMOR, tumor_logit
 from tumorscreen.train.augment import AugmentConfig, augment_batch
 from tumorscreen.train.device import autocast
@@ -382,10 +382,9 @@ def inference_batchnorm_statistics(model: nn.Module, images: np.ndarray, cfg: Tr
         for norm in norms:
             norm.reset_running_stats()
             norm.train()
-        for start in range(0, len(images), cfg.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + cfg.batch_size]))
+        for inputs in input_batches(images, cfg.batch_size, device, cfg.channels_last):
             with autocast(device, precision):
-                model(to_input(batch, device, cfg.channels_last))
+                model(inputs)
     model.eval()
 
 
