@@ -3,19 +3,22 @@
 Usage: python -m benchmarks.compare_val --workdir DIR --baseline A [A2 ...]
                                         --candidate B [B2 ...] [--resamples 1000]
                                         [--baseline-tta MODE] [--candidate-tta MODE]
-                                        [--candidate-workdir DIR2] [--result FILE]
+                                        [--candidate-workdir DIR2] [--candidate-soup]
+                                        [--result FILE]
 DIR is a ``benchmarks.train`` workspace whose last arm wrote the val split both checkpoints
 were trained against; A and B are checkpoint folders kept by ``benchmarks.train --keep``.
 Each is scored as the calibrate and evaluate stages score it (the workspace's test-time
 views, its own T fitted on val). A side given several checkpoints is scored as their
-ensemble: the mean of their view-averaged logits, with one T. ``--baseline-tta`` and
-``--candidate-tta`` score a side under other test-time views. ``--candidate-workdir`` scores
-the candidate on another workspace's preprocessed val images (a trial of preprocessing
-steps); its val split must hold the same images in the same order. The candidate's val NLL
-minus the baseline's is bootstrapped by near-duplicate group, paired (both on the same
-resampled images) and with each T refitted in every resample. The README's rule adopts a
-change only when the whole interval lies below zero at seed 0 and the difference is
-negative at seed 1 too. Reads no test images.
+ensemble: the mean of their view-averaged logits, with one T; with ``--candidate-soup`` the
+candidate's checkpoints are instead averaged weight by weight into one network
+(``weight_soup``, BatchNorm statistics recomputed over the workspace's training images) and
+scored as one. ``--baseline-tta`` and ``--candidate-tta`` score a side under other
+test-time views. ``--candidate-workdir`` scores the candidate on another workspace's
+preprocessed val images (a trial of preprocessing steps); its val split must hold the same
+images in the same order. The candidate's val NLL minus the baseline's is bootstrapped by
+near-duplicate group, paired (both on the same resampled images) and with each T refitted
+in every resample. The README's rule adopts a change only when the whole interval lies
+below zero at seed 0 and the difference is negative at seed 1 too. Reads no test images.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from tumorscreen.models.score import CLASSES
 from tumorscreen.models.tta import mode_logits
 from tumorscreen.records import write_json
 from tumorscreen.train.data import labelled_split
-from tumorscreen.train.device import resolve_device
+from tumorscreen.train.device import resolve_device, resolve_precision
+from tumorscreen.train.loop import TrainConfig, weight_soup
 
 # How many of the worst-scored val images the summary weighs against the whole NLL.
 WORST_IMAGES = 10
@@ -61,7 +65,8 @@ def predictor_summary(logits: np.ndarray, labels: np.ndarray,
 
 def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resamples: int,
                 baseline_tta: str | None = None, candidate_tta: str | None = None,
-                candidate_workdir: Path | None = None) -> dict[str, Any]:
+                candidate_workdir: Path | None = None,
+                candidate_soup: bool = False) -> dict[str, Any]:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     val = labelled_split(workdir / "data" / "preprocessed", "val")
     paths = val.manifest["path"].to_numpy()
@@ -77,11 +82,19 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
     folders = {"baseline": baseline, "candidate": candidate}
     modes = {"baseline": baseline_tta or tta["internal"],
              "candidate": candidate_tta or tta["internal"]}
-    logits = {}
-    for name, side in folders.items():
-        logits[name] = np.mean([mode_logits(*load_checkpoint(folder), inputs[name], device,
-                                            modes[name], tta["rotation_deg"])
-                                for folder in side], axis=0)
+    networks = {name: [load_checkpoint(folder) for folder in side]
+                for name, side in folders.items()}
+    if candidate_soup:
+        cfg = TrainConfig.from_params(params["train"])
+        train = labelled_split(workdir / "data" / "preprocessed", "train")
+        models = [model for model, _ in networks["candidate"]]
+        soup = weight_soup(models, (train.images, train.labels), cfg, device,
+                           resolve_precision(params["train"]["precision"], device))
+        networks["candidate"] = [(soup, networks["candidate"][0][1])]
+    logits = {name: np.mean([mode_logits(model, config, inputs[name], device, modes[name],
+                                         tta["rotation_deg"])
+                             for model, config in side], axis=0)
+              for name, side in networks.items()}
     difference = calibrated_nll_difference(
         logits["baseline"], logits["candidate"], val.labels, resamples,
         evaluate["confidence"], evaluate["seed"],
@@ -90,6 +103,7 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
             "resampling_unit": evaluate["bootstrap_unit"], "resamples": resamples,
             "confidence": evaluate["confidence"],
             "candidate_workdir": str(candidate_workdir or workdir),
+            "candidate_soup": candidate_soup,
             **{name: {"checkpoints": [str(folder) for folder in folders[name]],
                       "tta": modes[name],
                       **predictor_summary(values, val.labels, paths)}
@@ -107,10 +121,12 @@ def main() -> None:
     parser.add_argument("--baseline-tta", default=None, metavar="MODE")
     parser.add_argument("--candidate-tta", default=None, metavar="MODE")
     parser.add_argument("--candidate-workdir", type=Path, default=None, metavar="DIR2")
+    parser.add_argument("--candidate-soup", action="store_true")
     parser.add_argument("--result", type=Path, default=None)
     args = parser.parse_args()
     result = compare_val(args.workdir, args.baseline, args.candidate, args.resamples,
-                         args.baseline_tta, args.candidate_tta, args.candidate_workdir)
+                         args.baseline_tta, args.candidate_tta, args.candidate_workdir,
+                         args.candidate_soup)
     if args.result:
         write_json(args.result, result)
     print(json.dumps(result, indent=1))

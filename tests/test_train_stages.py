@@ -21,6 +21,7 @@ from tumorscreen.models.score import CLASSES, NO_TUMOR, tumor_score
 from tumorscreen.models.tta import mode_logits
 from tumorscreen.records import sha256_file
 from tumorscreen.train.data import labelled_split
+from tumorscreen.train.loop import TrainConfig, weight_soup
 
 CPU = torch.device("cpu")
 
@@ -94,6 +95,26 @@ def test_val_comparison_scores_several_checkpoints_as_their_mean_logits(repo):
                                    **predictor_summary((each[0] + each[1]) / 2, val.labels, paths)}
     assert result["nll_difference"]["value"] == pytest.approx(
         result["candidate"]["nll_after_t"] - result["baseline"]["nll_after_t"], abs=2e-4)
+
+
+def test_val_comparison_scores_a_soup_as_one_network(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    tta = params["tta"]
+    val = labelled_split(repo / "data/preprocessed", "val")
+    train = labelled_split(repo / "data/preprocessed", "train")
+    members = [repo / "models/base", repo / "models/finetuned"]
+    soup = weight_soup([load_checkpoint(folder)[0] for folder in members],
+                       (train.images, train.labels), TrainConfig.from_params(params["train"]),
+                       CPU, "fp32")
+    expected = mode_logits(soup, load_checkpoint(members[0])[1], val.images, CPU,
+                           tta["internal"], tta["rotation_deg"])
+    result = compare_val(repo, members[:1], members, resamples=50, candidate_soup=True)
+    assert result["candidate_soup"] is True
+    assert result["candidate"] == {"checkpoints": [str(folder) for folder in members],
+                                   "tta": tta["internal"],
+                                   **predictor_summary(expected, val.labels,
+                                                       val.manifest["path"].to_numpy())}
+    assert result["candidate"] != compare_val(repo, members[:1], members, 50)["candidate"]
 
 
 def test_val_comparison_scores_a_side_under_the_views_it_is_given(repo):

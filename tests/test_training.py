@@ -29,6 +29,7 @@ from tumorscreen.train.loop import (
     recompute_batchnorm,
     screening_loss,
     sharpness_aware_step,
+    weight_soup,
 )
 
 CPU = torch.device("cpu")
@@ -497,6 +498,28 @@ def test_batchnorm_statistics_are_recomputed_from_the_training_images():
         expected = model.backbone[0](inputs)
     assert torch.allclose(stem.running_mean, expected.mean(dim=(0, 2, 3)), atol=1e-5)
     assert stem.momentum == 0.1 and model.training
+
+
+def test_weight_soup_averages_the_weights_and_recounts_the_statistics():
+    networks = []
+    for seed in (0, 1):
+        seed_everything(seed)
+        networks.append(build_network(TINY, 4)[0])
+    first, second = (network.state_dict() for network in networks)
+    expected = {key: (first[key] + second[key]) / 2 for key in first
+                if first[key].is_floating_point()}
+    images, labels = blobs(64, 0)
+    soup = weight_soup(networks, (images, labels), quick_config(batch_size=64), CPU, "fp32")
+    weights = soup.state_dict()
+    assert all(torch.equal(weights[key], value) for key, value in expected.items()
+               if "running" not in key)
+    inputs = (to_input(torch.from_numpy(images), CPU, False) - soup.mean) / soup.std
+    with torch.no_grad():  # the stem's statistics are measured under the averaged stem
+        stem_outputs = soup.backbone[0](inputs)
+    torch.testing.assert_close(soup.backbone[1].running_mean, stem_outputs.mean(dim=(0, 2, 3)))
+    assert not torch.allclose(soup.backbone[1].running_mean,
+                              expected["backbone.1.running_mean"])
+    assert not soup.training
 
 
 def test_inference_batchnorm_statistics_are_measured_with_dropout_off():

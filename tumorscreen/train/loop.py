@@ -435,6 +435,22 @@ def recompute_batchnorm(model: nn.Module, loader: DataLoader, cfg: TrainConfig,
         update_bn(inputs, model)
 
 
+def weight_soup(models: list[nn.Module], train: tuple[np.ndarray, np.ndarray],
+                cfg: TrainConfig, device: torch.device, precision: str) -> nn.Module:
+    """One network from several fine-tuned from the same pretrained weights: the equal
+    average of their weights (a uniform model soup, Wortsman et al. 2022), its BatchNorm
+    statistics recomputed over the (images (N, S, S) uint8, labels (N,)) training batches
+    as after an epoch average. The first of ``models`` holds the soup, in eval mode."""
+    soup = models[0].to(device)
+    soup.load_state_dict(average_states([model.state_dict() for model in models]))
+    if cfg.channels_last:
+        soup.to(memory_format=torch.channels_last)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    recompute_batchnorm(soup, train_loader(*train, cfg, generator), cfg, device, precision,
+                        generator)
+    return soup.eval()
+
+
 def evaluate_split(model: nn.Module, images: np.ndarray, labels: np.ndarray,
                    device: torch.device, precision: str, cfg: TrainConfig) -> dict[str, float]:
     """Loss, loss after the temperature fitted on the same logits (``calibrated_loss``),
