@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +26,7 @@ from benchmarks.external import stages_run
 from benchmarks.profiles import REAL_CPU
 from benchmarks.workspace import PROJECT, SHARED_DATA, make_dvc_repo, run_timed
 from tests.browser import render
-from tumorscreen.records import package_versions, read_json, write_json
+from tumorscreen.records import machine_record, package_versions, read_json, write_json
 
 RESULT = PROJECT / "benchmarks" / "results" / "audit.json"
 GROUPS = ("correct", "wrong", "tp", "tn", "fn", "fp")
@@ -74,7 +72,7 @@ def main() -> None:
     screenshot = args.screenshot or root / "report.png"
     cv2.imwrite(str(screenshot), shown.screenshot)
     results = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine_record(),
         "versions": package_versions(),
         "synthetic_repro": {"minutes": round(synthetic_seconds / 60, 2),
                             "stages_run": synthetic_stages},

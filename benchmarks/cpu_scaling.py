@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from multiprocessing import get_context
 
 from benchmarks.workspace import PROJECT
 from tumorscreen.parallel import resolve_workers
-from tumorscreen.records import write_json
+from tumorscreen.records import machine_record, write_json
 
 RESULT = PROJECT / "benchmarks" / "results" / "cpu_scaling.json"
 TASKS = 16
@@ -48,7 +47,7 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved, so drift in machine speed hits both sides
         one, many = timed(1), timed(workers)
         ratios.append(round(one / many, 2))
-    result = {"cpus": os.cpu_count(), "workers": workers, "tasks": TASKS,
+    result = {**machine_record(), "workers": workers, "tasks": TASKS,
               "speedups": ratios, "median_speedup": sorted(ratios)[len(ratios) // 2]}
     write_json(RESULT, result)
     print(json.dumps(result))

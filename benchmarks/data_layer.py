@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from benchmarks.workspace import PROJECT, make_workspace, real_data_overrides, run_stage_timed
-from tumorscreen.records import package_versions, write_json
+from tumorscreen.records import machine_record, package_versions, write_json
 
 STAGES = ("download", "qc", "dedup", "split")
 RESULT = PROJECT / "benchmarks" / "results" / "data_layer.json"
@@ -27,7 +25,7 @@ def summarise(root: Path, seconds: dict[str, float]) -> dict:
     qc_metrics = json.loads((root / "metrics/qc.json").read_text())
     split = json.loads((root / "metrics/split.json").read_text())
     return {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine_record(),
         "versions": package_versions(),
         "seconds": {**{k: round(v, 1) for k, v in seconds.items()},
                     "total": round(sum(seconds.values()), 1)},

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 
 from benchmarks.profiles import REAL_CPU
 from benchmarks.workspace import PROJECT, SHARED_DATA, make_dvc_repo, run_timed
-from tumorscreen.records import package_versions, read_json, write_json
+from tumorscreen.records import machine_record, package_versions, read_json, write_json
 
 RESULT = PROJECT / "benchmarks" / "results" / "external.json"
 POLICY_EXPERIMENT = "threshold.policy=min_fn_at_fp"
@@ -74,7 +72,7 @@ def main() -> None:
         repro_seconds, output = run_timed(root, *dvc, "repro")
         finetune = read_json(root / "metrics/finetune.json")
         results: dict[str, Any] = {
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "machine": machine_record(),
             "versions": package_versions(), "profile": "real_cpu",
             "repro_minutes": round(repro_seconds / 60, 2), "reused_workspace": reused,
             "repro_stages_run": stages_run(output),

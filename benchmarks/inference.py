@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from unittest import mock
 
@@ -21,7 +20,7 @@ import torch
 from benchmarks.workspace import PROJECT
 from tumorscreen.models import predict
 from tumorscreen.models.backbones import LITE0, build_network
-from tumorscreen.records import write_json
+from tumorscreen.records import machine_record, write_json
 
 RESULT = PROJECT / "benchmarks" / "results" / "inference.json"
 CPU = torch.device("cpu")
@@ -48,8 +47,7 @@ def main() -> None:
     model, _ = build_network(LITE0, 4, pretrained=True)
     images = np.random.default_rng(0).integers(0, 256, (args.images, 224, 224), np.uint8)
     images_per_second(model, images[:64], 32, True)  # warm-up: allocator and kernels
-    results: dict = {"machine": {"cpus": os.cpu_count(), "torch_threads":
-                                 torch.get_num_threads()},
+    results: dict = {"machine": {**machine_record(), "torch_threads": torch.get_num_threads()},
                      "images": args.images, "repeats": args.repeats, "batches": {}}
     for batch_size in (32, 64):
         runs: dict[str, list[float]] = {"unfolded": [], "folded": []}

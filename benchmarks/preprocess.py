@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from benchmarks.workspace import PROJECT, make_workspace, real_data_overrides, r
 from tumorscreen.data.split import ALL_SPLITS
 from tumorscreen.data.store import load_split
 from tumorscreen.parallel import resolve_workers
-from tumorscreen.records import package_versions, write_json
+from tumorscreen.records import machine_record, package_versions, write_json
 
 DATA_STAGES = ("download", "qc", "dedup", "split")
 RESULT = PROJECT / "benchmarks" / "results" / "preprocess.json"
@@ -41,7 +39,7 @@ def summarise(root: Path, seconds: dict[str, float], pool_workers: int) -> dict:
     bias_ratio = np.exp(kept["n4_log_bias_max"].astype(float)
                         - kept["n4_log_bias_min"].astype(float))
     return {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine_record(),
         "versions": package_versions(),
         "images": len(table),
         "decisions": metrics["decisions"],

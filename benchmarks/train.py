@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,7 +26,7 @@ import yaml
 
 from benchmarks.profiles import PREPROCESSING_ARMS, REAL_CPU
 from benchmarks.workspace import PROJECT, SHARED_DATA, make_workspace, run_stage_timed
-from tumorscreen.records import package_versions, read_json, write_json
+from tumorscreen.records import machine_record, package_versions, read_json, write_json
 
 DATA_STAGES = ("download", "qc", "dedup", "split")
 MODEL_STAGES = ("preprocess", "train", "calibrate", "evaluate")
@@ -114,7 +112,7 @@ def main() -> None:
             "download.internal.local": str(SHARED_DATA / "brain-tumor-mri-224.zip"),
             "download.external.local": str(SHARED_DATA / "navoneel-brain-mri.zip")}
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine_record(),
         "versions": package_versions(), "profile": "real_cpu", "arms": {}}
     earlier = read_json(args.result) if args.result.is_file() else {"arms": {}}
     with tempfile.TemporaryDirectory(prefix="tumorscreen-train-") as tmp:

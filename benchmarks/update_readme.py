@@ -14,6 +14,12 @@ README = PROJECT / "README.md"
 RESULTS = PROJECT / "benchmarks" / "results"
 
 
+def cpus_text(machine: dict) -> str:
+    """"2 CPUs", with the CPU model when the result records it (results differ across models)."""
+    model = machine.get("cpu_model")
+    return f"{machine['cpus']} CPUs" + (f", {model}" if model else "")
+
+
 def data_layer_block(result: dict) -> str:
     """Markdown table of the data-layer benchmark."""
     own = result["own_folders_leakage"]
@@ -41,7 +47,7 @@ def data_layer_block(result: dict) -> str:
         ("leakage count on the produced splits", str(result["leakage_count"])),
         ("wall time: download / qc / dedup / split (total)",
          " / ".join(f"{result['seconds'][s]} s" for s in ("download", "qc", "dedup", "split"))
-         + f" ({result['seconds']['total']} s, {result['machine']['cpus']} CPUs)"),
+         + f" ({result['seconds']['total']} s, {cpus_text(result['machine'])})"),
     ]
     lines = ["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines)
@@ -69,7 +75,7 @@ def preprocess_block(result: dict) -> str:
         ("mean ms per image: " + " / ".join(steps), " / ".join(str(v) for v in steps.values())),
         (f"wall time: pool of {result['pool_workers']} / 1 worker (speed-up)",
          f"{seconds['preprocess_pool']} s / {seconds['preprocess_1_worker']} s "
-         f"({result['pool_speedup']}x, {result['machine']['cpus']} CPUs)"),
+         f"({result['pool_speedup']}x, {cpus_text(result['machine'])})"),
     ]
     lines = ["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines)
@@ -78,7 +84,7 @@ def preprocess_block(result: dict) -> str:
 def cpu_scaling_block(result: dict) -> str:
     """One line: the machine's own pool ceiling on pure CPU work."""
     runs = ", ".join(f"{r}x" for r in result["speedups"])
-    return (f"Pure CPU work on this machine ({result['cpus']} CPUs) runs "
+    return (f"Pure CPU work on this machine ({cpus_text(result)}) runs "
             f"{result['median_speedup']}x faster on {result['workers']} workers than on one "
             f"(median of interleaved runs: "
             f"{runs}), from `python -m benchmarks.cpu_scaling`.")
@@ -170,7 +176,7 @@ def train_block(result: dict) -> str:
     if "better_on_val" in result:
         note = f", {result['better_on_val_note']}" if "better_on_val_note" in result else ""
         lines.append(f"\nBetter on val: **{result['better_on_val']}**{note} "
-                     f"({result['machine']['cpus']} CPUs, profile `{result['profile']}`).")
+                     f"({cpus_text(result['machine'])}, profile `{result['profile']}`).")
     return "\n".join(lines)
 
 
@@ -204,7 +210,7 @@ def external_block(result: dict) -> str:
         f"{tune['base']['auroc']:.3f} -> {tune['finetuned']['auroc']:.3f}). {repro}. "
         f"`{experiment['command']}` reran "
         f"{', '.join(experiment['stages_run'])} in {experiment['seconds']} s "
-        f"({result['machine']['cpus']} CPUs)."]
+        f"({cpus_text(result['machine'])})."]
     return "\n".join(lines)
 
 
@@ -239,7 +245,7 @@ def audit_block(result: dict) -> str:
         f"{board['bytes'] / 1e6:.1f} MB, {board['figures_drawn']} figures drawn in headless "
         f"Chromium, {board['browser_errors']} browser errors. `dvc repro` of the whole "
         f"synthetic DAG from scratch ({len(synthetic['stages_run'])} stages, download through "
-        f"report): {synthetic['minutes']} min ({result['machine']['cpus']} CPUs)."]
+        f"report): {synthetic['minutes']} min ({cpus_text(result['machine'])})."]
     return "\n".join(lines)
 
 

@@ -5,7 +5,8 @@ import pytest
 
 from benchmarks.profiles import PREPROCESSING_ARMS, PROFILES, REAL_CPU, REAL_DATA_ARM
 from benchmarks.train import better_on_val, parse_override, train_settings
-from benchmarks.update_readme import BLOCKS, GENERATED, README, RESULTS, render
+from benchmarks.update_readme import BLOCKS, GENERATED, README, RESULTS, cpus_text, render
+from tumorscreen.records import cpu_model, machine_record
 
 
 def test_readme_results_match_the_benchmark_json():
@@ -40,3 +41,15 @@ def test_training_benchmark_names_a_better_arm_only_at_one_budget():
     assert parse_override("tta.internal=all") == ("tta.internal", "all")
     with pytest.raises(argparse.ArgumentTypeError):
         parse_override("train.epochs")
+
+
+def test_machine_records_name_the_cpu_model_that_results_depend_on(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\n"
+                       "model name\t: AMD EPYC 7B13\nprocessor\t: 1\n")
+    assert cpu_model(cpuinfo) == "AMD EPYC 7B13"
+    assert cpu_model(tmp_path / "absent")  # the architecture where there is no cpuinfo
+    machine = machine_record()
+    assert machine["cpus"] >= 1 and machine["cpu_model"] == cpu_model()
+    assert cpus_text(machine) == f"{machine['cpus']} CPUs, {machine['cpu_model']}"
+    assert cpus_text({"cpus": 2}) == "2 CPUs"  # results recorded before the model was

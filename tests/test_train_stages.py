@@ -19,7 +19,7 @@ from tumorscreen.models.checkpoint import load_checkpoint
 from tumorscreen.models.predict import checkpoint_logits
 from tumorscreen.models.score import CLASSES, NO_TUMOR, tumor_score
 from tumorscreen.models.tta import mode_logits
-from tumorscreen.records import sha256_file
+from tumorscreen.records import cpu_model, sha256_file
 from tumorscreen.train.data import labelled_split
 from tumorscreen.train.loop import TrainConfig, weight_soup
 
@@ -42,6 +42,7 @@ def test_checkpoint_and_run_record(repo):
     assert config["precision"] == "fp32" and config["image_size"] == 128
     run_info = read(repo, "models/base/run_info.json")
     assert run_info["device"] == "cpu" and run_info["wall_seconds"] > 0
+    assert run_info["name"] == cpu_model()  # fp32 results repeat bit for bit on one CPU model
     assert run_info["loop_images_per_s"] > 0 and run_info["raw_images_per_s"] > 0
     assert "torch" in run_info["provenance"]["versions"]
     curves = repo / "plots/train/plots/metrics"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -35,6 +36,26 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name ("Intel(R) Xeon(R) ...", "AMD EPYC ..."), or the architecture.
+
+    CPU kernels differ between CPU models, so fp32 training is bit-for-bit repeatable on one
+    model but not across models; records name it so two results can be told apart.
+    """
+    cpuinfo = Path(cpuinfo)
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_record() -> dict[str, Any]:
+    """The machine a benchmark ran on: CPU count, CPU model and platform."""
+    return {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform()}
 
 
 def provenance(**fields: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import torch
 
 from tumorscreen.errors import TumorScreenError
+from tumorscreen.records import cpu_model
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -62,6 +63,6 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def describe_device(device: torch.device) -> dict[str, str | int]:
-    """Device name and thread count, for run records."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    """Device name (the GPU's, or the CPU model's) and thread count, for run records."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     return {"device": str(device), "name": name, "torch_threads": torch.get_num_threads()}
