@@ -17,8 +17,10 @@ test-time views. ``--candidate-workdir`` scores the candidate on another workspa
 preprocessed val images (a trial of preprocessing steps); its val split must hold the same
 images in the same order. The candidate's val NLL minus the baseline's is bootstrapped by
 near-duplicate group, paired (both on the same resampled images) and with each T refitted
-in every resample. The README's rule adopts a change only when the whole interval lies
-below zero at seed 0 and the difference is negative at seed 1 too. Reads no test images.
+in every resample. Checkpoints whose run records name different devices (CPU models or
+GPUs, which round differently) are refused. The README's rule adopts a change only when the
+whole interval lies below zero at seed 0 and the difference is negative at seed 1 too.
+Reads no test images.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from tumorscreen.metrics.report import tumor_auroc
 from tumorscreen.models.checkpoint import load_checkpoint
 from tumorscreen.models.score import CLASSES
 from tumorscreen.models.tta import mode_logits
-from tumorscreen.records import write_json
+from tumorscreen.records import read_json, write_json
 from tumorscreen.train.data import labelled_split
 from tumorscreen.train.device import resolve_device, resolve_precision
 from tumorscreen.train.loop import TrainConfig, weight_soup
@@ -63,10 +65,28 @@ def predictor_summary(logits: np.ndarray, labels: np.ndarray,
             "tumor_auroc": round(tumor_auroc(logits, labels, temperature), 4)}
 
 
+def trained_on(folders: list[Path]) -> list[str]:
+    """The devices (GPU or CPU model) the checkpoints in ``folders`` were trained on, as
+    their run records name them; records from before CPU models were named say only "cpu"
+    and are left out."""
+    names = set()
+    for folder in folders:
+        record = folder / "run_info.json"
+        name = read_json(record).get("name") if record.is_file() else None
+        if name and name != "cpu":
+            names.add(name)
+    return sorted(names)
+
+
 def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resamples: int,
                 baseline_tta: str | None = None, candidate_tta: str | None = None,
                 candidate_workdir: Path | None = None,
                 candidate_soup: bool = False) -> dict[str, Any]:
+    devices = trained_on([*baseline, *candidate])
+    if len(devices) > 1:
+        raise SystemExit(f"the checkpoints were trained on {' and '.join(devices)}, which "
+                         "round differently, so the difference would mix the change with "
+                         "the device: train both sides on one device")
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     val = labelled_split(workdir / "data" / "preprocessed", "val")
     paths = val.manifest["path"].to_numpy()
@@ -103,7 +123,7 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
             "resampling_unit": evaluate["bootstrap_unit"], "resamples": resamples,
             "confidence": evaluate["confidence"],
             "candidate_workdir": str(candidate_workdir or workdir),
-            "candidate_soup": candidate_soup,
+            "candidate_soup": candidate_soup, "trained_on": devices,
             **{name: {"checkpoints": [str(folder) for folder in folders[name]],
                       "tta": modes[name],
                       **predictor_summary(values, val.labels, paths)}

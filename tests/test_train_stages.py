@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from tumorscreen.models.checkpoint import load_checkpoint
 from tumorscreen.models.predict import checkpoint_logits
 from tumorscreen.models.score import CLASSES, NO_TUMOR, tumor_score
 from tumorscreen.models.tta import mode_logits
-from tumorscreen.records import cpu_model, sha256_file
+from tumorscreen.records import cpu_model, sha256_file, write_json
 from tumorscreen.train.data import labelled_split
 from tumorscreen.train.loop import TrainConfig, weight_soup
 
@@ -76,6 +77,20 @@ def test_val_comparison_scores_a_checkpoint_as_the_calibrate_stage_does(repo):
     assert result["baseline"]["nll_after_t"] == pytest.approx(metrics["after"]["nll"], abs=1e-4)
     assert result["nll_difference"] == {"value": 0.0, "low": 0.0, "high": 0.0}
     assert result["interval_below_zero"] is False
+    assert result["trained_on"] == [cpu_model()]
+
+
+def test_val_comparison_refuses_checkpoints_trained_on_different_cpu_models(repo, tmp_path):
+    checkpoint = repo / "models/base"
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(checkpoint, elsewhere)
+    run_info = read(repo, "models/base/run_info.json")
+    write_json(elsewhere / "run_info.json", {**run_info, "name": "AMD EPYC 7B13"})
+    with pytest.raises(SystemExit, match="trained on AMD EPYC 7B13 and "):
+        compare_val(repo, [checkpoint], [elsewhere], resamples=50)
+    write_json(elsewhere / "run_info.json", {**run_info, "name": "cpu"})  # an older record
+    assert compare_val(repo, [checkpoint], [elsewhere], resamples=50)["trained_on"] == [
+        cpu_model()]
 
 
 def test_val_comparison_scores_several_checkpoints_as_their_mean_logits(repo):
