@@ -15,7 +15,7 @@ RESULTS = PROJECT / "benchmarks" / "results"
 
 
 def cpus_text(machine: dict) -> str:
-    """"2 CPUs", with the CPU model when the result records it (results differ across models)."""
+    """The CPU count ("2 CPUs"), with the CPU model when the result records one."""
     model = machine.get("cpu_model")
     return f"{machine['cpus']} CPUs" + (f", {model}" if model else "")
 

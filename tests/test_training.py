@@ -11,8 +11,14 @@ from tumorscreen.errors import TumorScreenError
 from tumorscreen.models.backbones import TINY, build_network
 from tumorscreen.models.predict import predict_logits, to_input
 from tumorscreen.models.score import NO_TUMOR, tumor_score
+from tumorscreen.records import cpu_model
 from tumorscreen.train.augment import AugmentConfig, augment_batch
-from tumorscreen.train.device import resolve_device, resolve_precision, seed_everything
+from tumorscreen.train.device import (
+    describe_device,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
 from tumorscreen.train.loop import (
     TrainConfig,
     average_states,
@@ -399,6 +405,11 @@ def test_device_and_precision_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(TumorScreenError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_run_records_name_the_cpu_model_but_not_for_other_devices():
+    assert describe_device(CPU)["name"] == cpu_model()
+    assert describe_device(torch.device("mps"))["name"] == "mps"  # not the host's CPU
 
 
 def test_raw_throughput_probe_leaves_the_model_untouched():

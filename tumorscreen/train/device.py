@@ -63,6 +63,9 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def describe_device(device: torch.device) -> dict[str, str | int]:
-    """Device name (the GPU's, or the CPU model's) and thread count, for run records."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    """Device name (the GPU's, the CPU model's, or "mps") and thread count, for run records."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = cpu_model() if device.type == "cpu" else device.type
     return {"device": str(device), "name": name, "torch_threads": torch.get_num_threads()}
