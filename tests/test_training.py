@@ -28,6 +28,7 @@ from tumorscreen.train.loop import (
     feature_clusters,
     fit,
     fixed_batchnorm_statistics,
+    full_phase_schedule,
     group_weights,
     inference_batchnorm_statistics,
     make_optimizer,
@@ -126,6 +127,34 @@ def test_layer_decay_slows_the_stages_nearer_the_input():
     for bad in (0.0, 1.5):
         with pytest.raises(TumorScreenError, match="layer_decay"):
             TrainConfig.from_params({"layer_decay": bad})
+
+
+def test_rate_warm_up_rises_linearly_to_each_groups_rate_then_decays_by_cosine():
+    def rates(warmup_steps: int) -> list[list[float]]:
+        params = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
+        optimizer = torch.optim.AdamW([{"params": params[:1], "lr": 0.01},
+                                       {"params": params[1:], "lr": 0.005}])
+        schedule = full_phase_schedule(optimizer, 20, warmup_steps)
+        seen = []
+        for _ in range(20):
+            seen.append([group["lr"] for group in optimizer.param_groups])
+            optimizer.step()
+            schedule.step()
+        return seen
+
+    warm, plain = np.array(rates(5)), np.array(rates(0))
+    rise = 0.01 + (1 - 0.01) * np.arange(6) / 5  # 1% of the rate at the first step
+    assert warm[:6, 0] == pytest.approx(0.01 * rise) and warm[:6, 1] == pytest.approx(0.005 * rise)
+    cosine = 0.5 * (1 + np.cos(np.pi * np.arange(15) / 15))
+    assert warm[5:, 0] == pytest.approx(0.01 * cosine)
+    assert plain[:, 0] == pytest.approx(0.01 * 0.5 * (1 + np.cos(np.pi * np.arange(20) / 20)))
+    fitted = train_tiny(quick_config(epochs=3, lr_warmup_epochs=1))
+    # 4 steps per epoch: the first full epoch rises to the top, the next is half-way down
+    assert [row["lr"] for row in fitted.history[1:3]] == pytest.approx([0.01, 0.005])
+    assert fitted.history[-1]["val_accuracy"] >= 0.5
+    for bad in (-0.5, 3.0):
+        with pytest.raises(TumorScreenError, match="lr_warmup_epochs"):
+            TrainConfig.from_params({"epochs": 3, "lr_warmup_epochs": bad})
 
 
 def test_early_stopping_ends_when_val_loss_stops_improving():

@@ -30,7 +30,12 @@ from tumorscreen.models.score import tumor_score
 from tumorscreen.train.augment import AugmentConfig, augment_batch
 from tumorscreen.train.data import LabelledImages
 from tumorscreen.train.device import autocast
-from tumorscreen.train.loop import differential_optimizer, optimizer_step, tumor_bce
+from tumorscreen.train.loop import (
+    differential_optimizer,
+    full_phase_schedule,
+    optimizer_step,
+    tumor_bce,
+)
 
 RETAIN = ("replay", "distill", "none")
 
@@ -116,8 +121,7 @@ def adapt_to_site(model: ScreenNet, site: LabelledImages, tune: LabelledImages,
                                       torch.from_numpy(site.labels)),
                         batch_size=cfg.batch_size, shuffle=True, generator=generator)
     optimizer = differential_optimizer(model, cfg.lr, cfg.backbone_lr_scale, cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=max(1, cfg.epochs * len(loader)))
+    schedule = full_phase_schedule(optimizer, cfg.epochs * len(loader))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     def evaluate(epoch: int, train_loss: float) -> dict[str, float]:

@@ -64,6 +64,7 @@ class TrainConfig:
     layer_decay: float = 1.0  # rate factor per stage nearer the input; 1: one backbone rate
     freeze_stages: int = 0  # input-side stages (stem first) kept fixed in the full phase
     weight_decay: float = 1e-4
+    lr_warmup_epochs: float = 0.0  # linear rise of the full phase's rates; 0: cosine from the top
     label_smoothing: float = 0.0
     tumor_loss_weight: float = 0.0  # weight of the tumour-vs-healthy term; 0 turns it off
     focal_gamma: float = 0.0  # focusing exponent on each image's loss; 0: cross-entropy
@@ -103,6 +104,8 @@ class TrainConfig:
         if cfg.clusters < 2 or not 0 < cfg.cluster_power <= 1:
             raise TumorScreenError("train.clusters must be >= 2 and train.cluster_power in "
                                    "(0, 1]")
+        if not 0 <= cfg.lr_warmup_epochs < max(cfg.epochs, 1):
+            raise TumorScreenError("train.lr_warmup_epochs must be >= 0 and below train.epochs")
         if not 0 < cfg.layer_decay <= 1:
             raise TumorScreenError("train.layer_decay must be in (0, 1]")
         if cfg.sam_rho < 0:
@@ -333,6 +336,24 @@ def make_optimizer(model: ScreenNet, cfg: TrainConfig, frozen: bool) -> torch.op
                                   cfg.layer_decay)
 
 
+def full_phase_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
+                        warmup_steps: int = 0, start_factor: float = 0.01
+                        ) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step rates: a linear rise from ``start_factor`` times each group's rate over
+    ``warmup_steps`` (torchvision's reference recipe), then cosine decay to zero over the rest.
+    """
+    total_steps = max(1, total_steps)
+    if warmup_steps <= 0:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    warmup_steps = min(warmup_steps, total_steps - 1)
+    rise = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=start_factor,
+                                             total_iters=warmup_steps)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
+                                                       T_max=total_steps - warmup_steps)
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [rise, decay],
+                                                 milestones=[warmup_steps])
+
+
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
                    scaler: torch.amp.GradScaler,
                    schedule: torch.optim.lr_scheduler.LRScheduler | None) -> None:
@@ -521,8 +542,8 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
             loader = train_loader(*train, cfg, generator, per_image)
         if optimizer is None or epoch == cfg.warmup_epochs:
             optimizer = make_optimizer(model, cfg, frozen)
-            schedule = None if frozen else torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=finetune_steps)
+            schedule = None if frozen else full_phase_schedule(
+                optimizer, finetune_steps, round(cfg.lr_warmup_epochs * len(loader)))
             if not frozen and cfg.ema_decay > 0:
                 ema = ModelEmaV3(model, decay=cfg.ema_decay)
         set_frozen_backbone(model, frozen, cfg.freeze_stages)
