@@ -18,6 +18,7 @@ from tumorscreen.models.backbones import (
     TINY,
     build_network,
     collapse_to_grey,
+    intensity_windows,
     lite_imagenet_state,
     map_state_in_order,
 )
@@ -126,6 +127,36 @@ def test_torchvision_backbone_uses_a_cached_weight_file(tmp_path, monkeypatch):
     assert torch.equal(net.backbone.layer1[0].conv1.weight, expected)
 
 
+def test_intensity_windows_raise_the_grey_image_to_each_gamma():
+    grey = torch.rand(2, 1, 8, 8).contiguous(memory_format=torch.channels_last)
+    windows = intensity_windows(grey, (0.5, 1.0, 2.0))
+    assert windows.shape == (2, 3, 8, 8)
+    assert windows.is_contiguous(memory_format=torch.channels_last)
+    for channel, gamma in enumerate((0.5, 1.0, 2.0)):
+        torch.testing.assert_close(windows[:, channel], grey[:, 0] ** gamma)
+
+
+def test_three_input_windows_keep_the_rgb_stem_and_equal_gammas_give_the_grey_network():
+    torch.manual_seed(0)
+    grey_net, _ = build_network(LITE0, 4, pretrained=False)
+    torch.manual_seed(0)
+    rgb_net, _ = build_network(LITE0, 4, pretrained=False, input_gammas=[1.0, 1.0, 1.0])
+    assert grey_net.backbone.conv_stem.in_channels == 1
+    assert rgb_net.backbone.conv_stem.in_channels == 3
+    images = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(rgb_net.eval()(images), grey_net.eval()(images),
+                                   atol=1e-4, rtol=1e-4)
+        windowed, _ = build_network(LITE0, 4, pretrained=False, input_gammas=[0.5, 1.0, 2.0])
+        windowed.load_state_dict(rgb_net.state_dict())  # the same weights, other windows
+        assert not torch.allclose(windowed.eval()(images), rgb_net(images), atol=1e-3)
+    tiny, _ = build_network(TINY, 4, input_gammas=[0.5, 2.0])
+    assert tiny.backbone[0].in_channels == 2
+    for bad in ([0.5, 2.0], [1.0, 0.0, 2.0], []):
+        with pytest.raises(TumorScreenError, match="input_gammas"):
+            build_network(LITE0, 4, pretrained=False, input_gammas=bad)
+
+
 def test_unknown_backbone_is_a_clear_error():
     with pytest.raises(TumorScreenError, match=r"model\.backbone must be one of"):
         build_network("vit_huge", 4)
@@ -149,6 +180,12 @@ def test_checkpoint_round_trips_and_refuses_mismatched_weights(tmp_path):
         load_checkpoint(tmp_path / "wrong")
     with pytest.raises(TumorScreenError, match="not a checkpoint"):
         load_checkpoint(tmp_path / "missing")
+    windowed, _ = build_network(TINY, 4, input_gammas=[0.5, 1.0, 2.0])
+    save_checkpoint(tmp_path / "windows", windowed, {**config, "input_gammas": [0.5, 1.0, 2.0]})
+    loaded, _ = load_checkpoint(tmp_path / "windows")
+    assert loaded.input_gammas == (0.5, 1.0, 2.0)
+    np.testing.assert_array_equal(predict_logits(windowed, images, device, "fp32"),
+                                  predict_logits(loaded, images, device, "fp32"))
 
 
 def test_fp32_and_bf16_agree_on_a_bf16_trained_lite0():

@@ -4,12 +4,17 @@ Pretrained stems are collapsed to one input channel by summing their RGB filters
 exact for grey images copied into three channels. It also removes the cause of a precision
 trap: three large, cancelling per-channel weights feed near-constant stem channels whose
 tiny BatchNorm variances amplify low-precision rounding; one summed weight does not cancel.
+
+With three ``input_gammas`` the network instead sees three intensity windows of the grey
+image (x ** gamma each) in its R, G and B inputs and keeps its RGB stem, so the colour-
+opponent filters respond to the windows' differences rather than to nothing.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +54,14 @@ TORCHVISION = {
         "classifier.3", _numbered("features", 0, 11)),
 }
 LITE_STAGES = (("conv_stem", "bn1"), *_numbered("blocks", 0, 6))  # the same for every width
+GREY = (1.0,)  # the input as it is, one channel
+
+
+def intensity_windows(images: torch.Tensor, gammas: Sequence[float]) -> torch.Tensor:
+    """(N, 1, S, S) in [0, 1] -> (N, len(gammas), S, S): channel c is images ** gammas[c]."""
+    windows = torch.cat([images.pow(gamma) for gamma in gammas], dim=1)
+    channels_last = images.is_contiguous(memory_format=torch.channels_last)
+    return windows.contiguous(memory_format=torch.channels_last) if channels_last else windows
 BACKBONES = (TINY, *LITE, *TORCHVISION)
 
 
@@ -57,13 +70,17 @@ class ScreenNet(nn.Module):
     ``stages`` its input-side stages in order (the stem first), as dotted module paths."""
 
     def __init__(self, backbone: nn.Module, head: str, mean: float, std: float,
-                 stages: tuple[tuple[str, ...], ...] = ()) -> None:
+                 stages: tuple[tuple[str, ...], ...] = (),
+                 input_gammas: tuple[float, ...] = GREY) -> None:
         super().__init__()
         self.backbone, self.head, self.stages = backbone, head, stages
+        self.input_gammas = input_gammas  # not a buffer: older checkpoints load unchanged
         self.register_buffer("mean", torch.tensor(mean))
         self.register_buffer("std", torch.tensor(std))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.input_gammas != GREY:
+            images = intensity_windows(images, self.input_gammas)
         return self.backbone((images - self.mean) / self.std)
 
     def head_parameters(self) -> list[nn.Parameter]:
@@ -85,9 +102,11 @@ class ScreenNet(nn.Module):
                 for p in self.backbone.get_submodule(path).parameters()]
 
 
-def tiny_cnn(num_classes: int, width: int = 16, dropout: float = 0.2) -> nn.Sequential:
+def tiny_cnn(num_classes: int, width: int = 16, dropout: float = 0.2,
+             in_channels: int = 1) -> nn.Sequential:
     """A strided stem and four conv-BN-ReLU-pool blocks, for the synthetic default."""
-    layers: list[nn.Module] = [nn.Conv2d(1, width, 5, stride=2, padding=2, bias=False),
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 5, stride=2, padding=2,
+                                         bias=False),
                                nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
     channels = width
     for scale in (1, 2, 4, 8):
@@ -138,7 +157,7 @@ def map_state_in_order(source: dict[str, torch.Tensor],
 
 
 def efficientnet_lite(name: str, num_classes: int, pretrained: bool, dropout: float,
-                      drop_path: float = 0.0) -> tuple[nn.Module, str]:
+                      drop_path: float = 0.0, grey: bool = True) -> tuple[nn.Module, str]:
     import timm
 
     model = timm.create_model(f"tf_{name}", num_classes=1000, drop_rate=dropout,
@@ -152,11 +171,13 @@ def efficientnet_lite(name: str, num_classes: int, pretrained: bool, dropout: fl
             model.load_state_dict(map_state_in_order(state, model.state_dict()), strict=True)
             init = f"ImageNet: {origin} (all {len(state)} tensors matched)"
     model.reset_classifier(num_classes)
-    collapse_to_grey(model.conv_stem)
+    if grey:
+        collapse_to_grey(model.conv_stem)
     return model, init
 
 
-def torchvision_backbone(name: str, num_classes: int, pretrained: bool) -> tuple[nn.Module, str]:
+def torchvision_backbone(name: str, num_classes: int, pretrained: bool,
+                         grey: bool = True) -> tuple[nn.Module, str]:
     import torchvision
 
     spec = TORCHVISION[name]
@@ -171,32 +192,41 @@ def torchvision_backbone(name: str, num_classes: int, pretrained: bool) -> tuple
             init = f"ImageNet: {cached}"
         else:
             init = f"random init: no cached weights at {cached}"
-    collapse_to_grey(model.get_submodule(spec.stem))
+    if grey:
+        collapse_to_grey(model.get_submodule(spec.stem))
     old_head = model.get_submodule(spec.head)
     set_submodule(model, spec.head, nn.Linear(old_head.in_features, num_classes))
     return model, init
 
 
 def build_network(backbone: str, num_classes: int, pretrained: bool = True,
-                  dropout: float = 0.2, drop_path: float = 0.0) -> tuple[ScreenNet, str]:
+                  dropout: float = 0.2, drop_path: float = 0.0,
+                  input_gammas: Sequence[float] = GREY) -> tuple[ScreenNet, str]:
     """A ScreenNet and a one-line note of how it was initialised (never a silent fallback).
 
     ``dropout`` applies before the classifier; ``drop_path`` is the Lite networks'
-    stochastic depth.
+    stochastic depth; ``input_gammas``, one per input channel, are the intensity windows
+    the network sees: ``[1.0]`` the grey image itself, three the RGB stem's three windows.
     """
-    name = backbone
+    name, gammas = backbone, tuple(float(gamma) for gamma in input_gammas)
+    if not gammas or min(gammas) <= 0 or (name != TINY and len(gammas) not in (1, 3)):
+        raise TumorScreenError("model.input_gammas must be positive, one or three of them "
+                               f"(three feed an RGB stem), got {list(input_gammas)}")
+    grey = len(gammas) == 1
     if name == TINY:
-        layers = tiny_cnn(num_classes, dropout=dropout)
+        layers = tiny_cnn(num_classes, dropout=dropout, in_channels=len(gammas))
         stages = (("0", "1"), *((str(i), str(i + 1)) for i in range(3, 19, 4)))  # conv, BN
-        return (ScreenNet(layers, str(len(layers) - 1), 0.5, 0.25, stages),
+        return (ScreenNet(layers, str(len(layers) - 1), 0.5, 0.25, stages, gammas),
                 "random init (tiny CNN, no pretrained weights exist)")
     if name in LITE:
-        module, init = efficientnet_lite(name, num_classes, pretrained, dropout, drop_path)
-        net = ScreenNet(module, "classifier", 0.5, 0.5, LITE_STAGES)  # TF-Lite input scaling
+        module, init = efficientnet_lite(name, num_classes, pretrained, dropout, drop_path,
+                                         grey)
+        net = ScreenNet(module, "classifier", 0.5, 0.5, LITE_STAGES,  # TF-Lite input scaling
+                        gammas)
     elif name in TORCHVISION:
-        module, init = torchvision_backbone(name, num_classes, pretrained)
+        module, init = torchvision_backbone(name, num_classes, pretrained, grey)
         net = ScreenNet(module, TORCHVISION[name].head, IMAGENET_MEAN, IMAGENET_STD,
-                        TORCHVISION[name].stages)
+                        TORCHVISION[name].stages, gammas)
     else:
         raise TumorScreenError(f"model.backbone must be one of {BACKBONES}, got {name!r}")
     if pretrained and init.startswith("random"):

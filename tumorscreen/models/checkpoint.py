@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from tumorscreen.errors import TumorScreenError
-from tumorscreen.models.backbones import ScreenNet, build_network
+from tumorscreen.models.backbones import GREY, ScreenNet, build_network
 from tumorscreen.records import read_json, write_json
 
 WEIGHTS, CONFIG = "model.pt", "config.json"
@@ -35,7 +35,8 @@ def load_checkpoint(folder: str | Path) -> tuple[ScreenNet, dict[str, Any]]:
         raise TumorScreenError(f"{folder}: not a checkpoint (needs {WEIGHTS} and {CONFIG})")
     config = read_json(folder / CONFIG)
     model, _ = build_network(config["backbone"], len(config["classes"]), pretrained=False,
-                             dropout=config.get("dropout", 0.0))
+                             dropout=config.get("dropout", 0.0),
+                             input_gammas=config.get("input_gammas", GREY))
     state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
     try:
         model.load_state_dict(state, strict=True)
