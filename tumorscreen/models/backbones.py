@@ -54,6 +54,7 @@ TORCHVISION = {
         "classifier.3", _numbered("features", 0, 11)),
 }
 LITE_STAGES = (("conv_stem", "bn1"), *_numbered("blocks", 0, 6))  # the same for every width
+BACKBONES = (TINY, *LITE, *TORCHVISION)
 GREY = (1.0,)  # the input as it is, one channel
 
 
@@ -62,7 +63,6 @@ def intensity_windows(images: torch.Tensor, gammas: Sequence[float]) -> torch.Te
     windows = torch.cat([images.pow(gamma) for gamma in gammas], dim=1)
     channels_last = images.is_contiguous(memory_format=torch.channels_last)
     return windows.contiguous(memory_format=torch.channels_last) if channels_last else windows
-BACKBONES = (TINY, *LITE, *TORCHVISION)
 
 
 class ScreenNet(nn.Module):

@@ -343,9 +343,9 @@ def full_phase_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
     ``warmup_steps`` (torchvision's reference recipe), then cosine decay to zero over the rest.
     """
     total_steps = max(1, total_steps)
+    warmup_steps = min(warmup_steps, total_steps - 1)  # at least one step of the decay
     if warmup_steps <= 0:
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    warmup_steps = min(warmup_steps, total_steps - 1)
     rise = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=start_factor,
                                              total_iters=warmup_steps)
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
