@@ -157,7 +157,7 @@ def map_state_in_order(source: dict[str, torch.Tensor],
 
 
 def efficientnet_lite(name: str, num_classes: int, pretrained: bool, dropout: float,
-                      drop_path: float = 0.0, grey: bool = True) -> tuple[nn.Module, str]:
+                      drop_path: float = 0.0) -> tuple[nn.Module, str]:
     import timm
 
     model = timm.create_model(f"tf_{name}", num_classes=1000, drop_rate=dropout,
@@ -171,13 +171,10 @@ def efficientnet_lite(name: str, num_classes: int, pretrained: bool, dropout: fl
             model.load_state_dict(map_state_in_order(state, model.state_dict()), strict=True)
             init = f"ImageNet: {origin} (all {len(state)} tensors matched)"
     model.reset_classifier(num_classes)
-    if grey:
-        collapse_to_grey(model.conv_stem)
     return model, init
 
 
-def torchvision_backbone(name: str, num_classes: int, pretrained: bool,
-                         grey: bool = True) -> tuple[nn.Module, str]:
+def torchvision_backbone(name: str, num_classes: int, pretrained: bool) -> tuple[nn.Module, str]:
     import torchvision
 
     spec = TORCHVISION[name]
@@ -192,8 +189,6 @@ def torchvision_backbone(name: str, num_classes: int, pretrained: bool,
             init = f"ImageNet: {cached}"
         else:
             init = f"random init: no cached weights at {cached}"
-    if grey:
-        collapse_to_grey(model.get_submodule(spec.stem))
     old_head = model.get_submodule(spec.head)
     set_submodule(model, spec.head, nn.Linear(old_head.in_features, num_classes))
     return model, init
@@ -212,23 +207,25 @@ def build_network(backbone: str, num_classes: int, pretrained: bool = True,
     if not gammas or min(gammas) <= 0 or (name != TINY and len(gammas) not in (1, 3)):
         raise TumorScreenError("model.input_gammas must be positive, one or three of them "
                                f"(three feed an RGB stem), got {list(input_gammas)}")
-    grey = len(gammas) == 1
     if name == TINY:
         layers = tiny_cnn(num_classes, dropout=dropout, in_channels=len(gammas))
         stages = (("0", "1"), *((str(i), str(i + 1)) for i in range(3, 19, 4)))  # conv, BN
         return (ScreenNet(layers, str(len(layers) - 1), 0.5, 0.25, stages, gammas),
                 "random init (tiny CNN, no pretrained weights exist)")
     if name in LITE:
-        module, init = efficientnet_lite(name, num_classes, pretrained, dropout, drop_path,
-                                         grey)
+        module, init = efficientnet_lite(name, num_classes, pretrained, dropout, drop_path)
+        stem = "conv_stem"
         net = ScreenNet(module, "classifier", 0.5, 0.5, LITE_STAGES,  # TF-Lite input scaling
                         gammas)
     elif name in TORCHVISION:
-        module, init = torchvision_backbone(name, num_classes, pretrained, grey)
+        module, init = torchvision_backbone(name, num_classes, pretrained)
+        stem = TORCHVISION[name].stem
         net = ScreenNet(module, TORCHVISION[name].head, IMAGENET_MEAN, IMAGENET_STD,
                         TORCHVISION[name].stages, gammas)
     else:
         raise TumorScreenError(f"model.backbone must be one of {BACKBONES}, got {name!r}")
+    if len(gammas) == 1:
+        collapse_to_grey(module.get_submodule(stem))
     if pretrained and init.startswith("random"):
         print(f"warning: {name}: {init}", file=sys.stderr)
     return net, init

@@ -64,8 +64,9 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def describe_device(device: torch.device) -> dict[str, str | int]:
     """Device name (the GPU's, the CPU model's, or "mps") and thread count, for run records."""
+    name = device.type
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-    else:
-        name = cpu_model() if device.type == "cpu" else device.type
+    elif device.type == "cpu":
+        name = cpu_model()
     return {"device": str(device), "name": name, "torch_threads": torch.get_num_threads()}
