@@ -9,18 +9,21 @@ import pytest
 import timm
 import torch
 from scipy.special import softmax
+from torch import nn
 
 from tumorscreen.errors import TumorScreenError
 from tumorscreen.models.backbones import (
     BACKBONES,
     LITE,
     LITE0,
+    POOLS,
     TINY,
     build_network,
     collapse_to_grey,
     intensity_windows,
     lite_imagenet_state,
     map_state_in_order,
+    set_submodule,
 )
 from tumorscreen.models.checkpoint import load_checkpoint, save_checkpoint
 from tumorscreen.models.fold import fold_batchnorm, inference_copy
@@ -157,6 +160,28 @@ def test_three_input_windows_keep_the_rgb_stem_and_equal_gammas_give_the_grey_ne
             build_network(LITE0, 4, pretrained=False, input_gammas=bad)
 
 
+@pytest.mark.parametrize("name", [TINY, LITE0, "resnet18"])
+def test_global_pool_takes_the_mean_the_maximum_or_their_average(name):
+    torch.manual_seed(0)
+    images = torch.rand(3, 1, 64, 64)
+    nets = {}
+    for kind in POOLS:
+        torch.manual_seed(0)
+        nets[kind], _ = build_network(name, 4, pretrained=False, global_pool=kind)
+        nets[kind].eval()
+    pooled = {}
+    for kind, net in nets.items():
+        set_submodule(net.backbone, net.head, nn.Identity())  # the network's pooled features
+        with torch.no_grad():
+            pooled[kind] = net(images)
+    assert pooled["avg"].shape == pooled["max"].shape == (3, pooled["avg"].shape[1])
+    assert torch.all(pooled["max"] >= pooled["avg"] - 1e-6)
+    assert not torch.allclose(pooled["max"], pooled["avg"])
+    torch.testing.assert_close(pooled["avgmax"], (pooled["avg"] + pooled["max"]) / 2)
+    with pytest.raises(TumorScreenError, match="global_pool"):
+        build_network(name, 4, pretrained=False, global_pool="gem")
+
+
 def test_unknown_backbone_is_a_clear_error():
     with pytest.raises(TumorScreenError, match=r"model\.backbone must be one of"):
         build_network("vit_huge", 4)
@@ -185,6 +210,11 @@ def test_checkpoint_round_trips_and_refuses_mismatched_weights(tmp_path):
     loaded, _ = load_checkpoint(tmp_path / "windows")
     assert loaded.input_gammas == (0.5, 1.0, 2.0)
     np.testing.assert_array_equal(predict_logits(windowed, images, device, "fp32"),
+                                  predict_logits(loaded, images, device, "fp32"))
+    max_pooled, _ = build_network(TINY, 4, global_pool="max")
+    save_checkpoint(tmp_path / "max", max_pooled, {**config, "global_pool": "max"})
+    loaded, _ = load_checkpoint(tmp_path / "max")
+    np.testing.assert_array_equal(predict_logits(max_pooled, images, device, "fp32"),
                                   predict_logits(loaded, images, device, "fp32"))
 
 

@@ -8,6 +8,10 @@ tiny BatchNorm variances amplify low-precision rounding; one summed weight does 
 With three ``input_gammas`` the network instead sees three intensity windows of the grey
 image (x ** gamma each) in its R, G and B inputs and keeps its RGB stem, so the colour-
 opponent filters respond to the windows' differences rather than to nothing.
+
+``global_pool`` is how the last feature map becomes one vector: its mean (``avg``, every
+pretrained network's own), its maximum, or the average of the two (timm's ``avgmax``), in
+which a small lesion that fires a channel in one place weighs more than in the mean.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ TORCHVISION = {
 LITE_STAGES = (("conv_stem", "bn1"), *_numbered("blocks", 0, 6))  # the same for every width
 BACKBONES = (TINY, *LITE, *TORCHVISION)
 GREY = (1.0,)  # the input as it is, one channel
+POOLS = ("avg", "max", "avgmax")  # timm's global poolings that keep the feature count
 
 
 def intensity_windows(images: torch.Tensor, gammas: Sequence[float]) -> torch.Tensor:
@@ -116,6 +121,14 @@ def tiny_cnn(num_classes: int, width: int = 16, dropout: float = 0.2,
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
                nn.Linear(channels, num_classes)]
     return nn.Sequential(*layers)
+
+
+def global_pooling(kind: str, flatten: bool) -> nn.Module:
+    """(N, C, H, W) -> (N, C, 1, 1), or (N, C) with ``flatten``: per channel the mean
+    (``avg``), the maximum (``max``) or their average (``avgmax``), by timm's layer."""
+    from timm.layers import SelectAdaptivePool2d
+
+    return SelectAdaptivePool2d(pool_type=kind, flatten=flatten)
 
 
 def collapse_to_grey(conv: nn.Conv2d) -> None:
@@ -196,36 +209,43 @@ def torchvision_backbone(name: str, num_classes: int, pretrained: bool) -> tuple
 
 def build_network(backbone: str, num_classes: int, pretrained: bool = True,
                   dropout: float = 0.2, drop_path: float = 0.0,
-                  input_gammas: Sequence[float] = GREY) -> tuple[ScreenNet, str]:
+                  input_gammas: Sequence[float] = GREY,
+                  global_pool: str = "avg") -> tuple[ScreenNet, str]:
     """A ScreenNet and a one-line note of how it was initialised (never a silent fallback).
 
     ``dropout`` applies before the classifier; ``drop_path`` is the Lite networks'
     stochastic depth; ``input_gammas``, one per input channel, are the intensity windows
-    the network sees: ``[1.0]`` the grey image itself, three the RGB stem's three windows.
+    the network sees: ``[1.0]`` the grey image itself, three the RGB stem's three windows;
+    ``global_pool`` (one of ``POOLS``) pools the last feature map.
     """
     name, gammas = backbone, tuple(float(gamma) for gamma in input_gammas)
     if not gammas or min(gammas) <= 0 or (name != TINY and len(gammas) not in (1, 3)):
         raise TumorScreenError("model.input_gammas must be positive, one or three of them "
                                f"(three feed an RGB stem), got {list(input_gammas)}")
+    if global_pool not in POOLS:
+        raise TumorScreenError(f"model.global_pool must be one of {POOLS}, got {global_pool!r}")
     if name == TINY:
-        layers = tiny_cnn(num_classes, dropout=dropout, in_channels=len(gammas))
+        module = tiny_cnn(num_classes, dropout=dropout, in_channels=len(gammas))
         stages = (("0", "1"), *((str(i), str(i + 1)) for i in range(3, 19, 4)))  # conv, BN
-        return (ScreenNet(layers, str(len(layers) - 1), 0.5, 0.25, stages, gammas),
-                "random init (tiny CNN, no pretrained weights exist)")
-    if name in LITE:
+        init = "random init (tiny CNN, no pretrained weights exist)"
+        net = ScreenNet(module, str(len(module) - 1), 0.5, 0.25, stages, gammas)
+        stem, pool, flatten = None, str(len(module) - 4), False
+    elif name in LITE:
         module, init = efficientnet_lite(name, num_classes, pretrained, dropout, drop_path)
-        stem = "conv_stem"
         net = ScreenNet(module, "classifier", 0.5, 0.5, LITE_STAGES,  # TF-Lite input scaling
                         gammas)
+        stem, pool, flatten = "conv_stem", "global_pool", True
     elif name in TORCHVISION:
         module, init = torchvision_backbone(name, num_classes, pretrained)
-        stem = TORCHVISION[name].stem
         net = ScreenNet(module, TORCHVISION[name].head, IMAGENET_MEAN, IMAGENET_STD,
                         TORCHVISION[name].stages, gammas)
+        stem, pool, flatten = TORCHVISION[name].stem, "avgpool", False
     else:
         raise TumorScreenError(f"model.backbone must be one of {BACKBONES}, got {name!r}")
-    if len(gammas) == 1:
+    if stem is not None and len(gammas) == 1:
         collapse_to_grey(module.get_submodule(stem))
-    if pretrained and init.startswith("random"):
+    if global_pool != "avg":
+        set_submodule(module, pool, global_pooling(global_pool, flatten))
+    if pretrained and init.startswith("random") and name != TINY:
         print(f"warning: {name}: {init}", file=sys.stderr)
     return net, init

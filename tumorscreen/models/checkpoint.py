@@ -36,7 +36,8 @@ def load_checkpoint(folder: str | Path) -> tuple[ScreenNet, dict[str, Any]]:
     config = read_json(folder / CONFIG)
     model, _ = build_network(config["backbone"], len(config["classes"]), pretrained=False,
                              dropout=config.get("dropout", 0.0),
-                             input_gammas=config.get("input_gammas", GREY))
+                             input_gammas=config.get("input_gammas", GREY),
+                             global_pool=config.get("global_pool", "avg"))
     state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
     try:
         model.load_state_dict(state, strict=True)
