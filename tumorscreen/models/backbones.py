@@ -229,7 +229,7 @@ def build_network(backbone: str, num_classes: int, pretrained: bool = True,
         stages = (("0", "1"), *((str(i), str(i + 1)) for i in range(3, 19, 4)))  # conv, BN
         init = "random init (tiny CNN, no pretrained weights exist)"
         net = ScreenNet(module, str(len(module) - 1), 0.5, 0.25, stages, gammas)
-        stem, pool, flatten = None, str(len(module) - 4), False
+        stem, pool, flatten = None, str(len(module) - 4), False  # then flatten, dropout, linear
     elif name in LITE:
         module, init = efficientnet_lite(name, num_classes, pretrained, dropout, drop_path)
         net = ScreenNet(module, "classifier", 0.5, 0.5, LITE_STAGES,  # TF-Lite input scaling
