@@ -24,6 +24,13 @@ def alive(pid: int) -> bool:
         return False
 
 
+def as_foreground() -> None:
+    """Run in the child before exec: a test runner started as a background job passes SIGINT
+    on as ignored, and Python then installs no KeyboardInterrupt handler; Ctrl-C at a
+    foreground harness is the case under test."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for(path: Path, seconds: float = 20.0) -> None:
     deadline = time.monotonic() + seconds
     while not (path.is_file() and path.read_text().strip()):
@@ -38,7 +45,7 @@ def test_stopping_the_harness_stops_the_commands_it_started(tmp_path, stop):
         [sys.executable, "-c", "import sys; from pathlib import Path; "
          "from benchmarks.workspace import run_whole; "
          f"run_whole(['sh', '-c', {FAMILY!r}], Path(sys.argv[1]))", str(tmp_path)],
-        cwd=PROJECT, stderr=subprocess.DEVNULL)
+        cwd=PROJECT, stderr=subprocess.DEVNULL, preexec_fn=as_foreground)
     wait_for(tmp_path / "grandchild.pid")
     grandchild = int((tmp_path / "grandchild.pid").read_text())
     assert alive(grandchild)
