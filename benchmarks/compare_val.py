@@ -4,7 +4,7 @@ Usage: python -m benchmarks.compare_val --workdir DIR --baseline A [A2 ...]
                                         --candidate B [B2 ...] [--resamples 1000]
                                         [--baseline-tta MODE] [--candidate-tta MODE]
                                         [--candidate-workdir DIR2] [--candidate-soup]
-                                        [--result FILE]
+                                        [--paired-seeds] [--result FILE]
 DIR is a ``benchmarks.train`` workspace whose last arm wrote the val split both checkpoints
 were trained against; A and B are checkpoint folders kept by ``benchmarks.train --keep``.
 Each is scored as the calibrate and evaluate stages score it (the workspace's test-time
@@ -12,14 +12,17 @@ views, its own T fitted on val). A side given several checkpoints is scored as t
 ensemble: the mean of their view-averaged logits, with one T; with ``--candidate-soup`` the
 candidate's checkpoints are instead averaged weight by weight into one network
 (``weight_soup``, BatchNorm statistics recomputed over the workspace's training images) and
-scored as one. ``--baseline-tta`` and ``--candidate-tta`` score a side under other
-test-time views. ``--candidate-workdir`` scores the candidate on another workspace's
-preprocessed val images (a trial of preprocessing steps); its val split must hold the same
-images in the same order. The candidate's val NLL minus the baseline's is bootstrapped by
-near-duplicate group, paired (both on the same resampled images) and with each T refitted
-in every resample. Checkpoints whose run records name different devices (CPU models or
-GPUs, which round differently) are refused. The README's rule adopts a change only when the
-whole interval lies below zero at seed 0 and the difference is negative at seed 1 too.
+scored as one. With ``--paired-seeds`` the two sides' checkpoints are paired in order
+instead (one pair per training seed, each network scored alone) and the difference is the
+mean of the pairs' differences, every pair on the same resampled images. ``--baseline-tta``
+and ``--candidate-tta`` score a side under other test-time views. ``--candidate-workdir``
+scores the candidate on another workspace's preprocessed val images (a trial of
+preprocessing steps); its val split must hold the same images in the same order. The
+candidate's val NLL minus the baseline's is bootstrapped by near-duplicate group, paired
+(both on the same resampled images) and with each T refitted in every resample. Checkpoints
+whose run records name different devices (CPU models or GPUs, which round differently) are
+refused. The README's rule adopts a change only when the whole interval lies below zero at
+seed 0 and the difference is negative at seed 1 too.
 Reads no test images.
 """
 
@@ -81,7 +84,10 @@ def trained_on(folders: list[Path]) -> list[str]:
 def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resamples: int,
                 baseline_tta: str | None = None, candidate_tta: str | None = None,
                 candidate_workdir: Path | None = None,
-                candidate_soup: bool = False) -> dict[str, Any]:
+                candidate_soup: bool = False, paired_seeds: bool = False) -> dict[str, Any]:
+    if paired_seeds and (candidate_soup or len(baseline) != len(candidate)):
+        raise SystemExit("--paired-seeds pairs the i-th baseline with the i-th candidate: "
+                         "give both sides the same number of checkpoints, and no soup")
     devices = trained_on([*baseline, *candidate])
     if len(devices) > 1:
         raise SystemExit(f"the checkpoints were trained on {' and '.join(devices)}, which "
@@ -111,24 +117,40 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
         soup = weight_soup(models, (train.images, train.labels), cfg, device,
                            resolve_precision(params["train"]["precision"], device))
         networks["candidate"] = [(soup, networks["candidate"][0][1])]
-    logits = {name: np.mean([mode_logits(model, config, inputs[name], device, modes[name],
-                                         tta["rotation_deg"])
-                             for model, config in side], axis=0)
-              for name, side in networks.items()}
-    difference = calibrated_nll_difference(
-        logits["baseline"], logits["candidate"], val.labels, resamples,
-        evaluate["confidence"], evaluate["seed"],
-        val.resampling_units(evaluate["bootstrap_unit"]))
+    per_network = {name: np.stack([mode_logits(model, config, inputs[name], device,
+                                               modes[name], tta["rotation_deg"])
+                                   for model, config in side])
+                   for name, side in networks.items()}
+    # (S, N, K) pairs, or one (N, K) ensemble per side
+    logits = per_network if paired_seeds else {name: stacked.mean(axis=0)
+                                               for name, stacked in per_network.items()}
+    groups = val.resampling_units(evaluate["bootstrap_unit"])
+
+    def difference_of(baseline_logits: np.ndarray,
+                      candidate_logits: np.ndarray) -> dict[str, float]:
+        difference = calibrated_nll_difference(baseline_logits, candidate_logits, val.labels,
+                                               resamples, evaluate["confidence"],
+                                               evaluate["seed"], groups)
+        return {key: round(value, 4) for key, value in difference.items()}
+
+    def side(name: str, values: np.ndarray, checkpoints: list[Path]) -> dict[str, Any]:
+        return {"checkpoints": [str(folder) for folder in checkpoints], "tta": modes[name],
+                **predictor_summary(values, val.labels, paths)}
+
+    difference = difference_of(logits["baseline"], logits["candidate"])
+    if paired_seeds:
+        summaries = {"pairs": [
+            {**{name: side(name, logits[name][i], [folders[name][i]]) for name in logits},
+             "nll_difference": difference_of(logits["baseline"][i], logits["candidate"][i])}
+            for i in range(len(baseline))]}
+    else:
+        summaries = {name: side(name, logits[name], folders[name]) for name in logits}
     return {"val_images": len(val),
             "resampling_unit": evaluate["bootstrap_unit"], "resamples": resamples,
             "confidence": evaluate["confidence"],
             "candidate_workdir": str(candidate_workdir or workdir),
-            "candidate_soup": candidate_soup, "trained_on": devices,
-            **{name: {"checkpoints": [str(folder) for folder in folders[name]],
-                      "tta": modes[name],
-                      **predictor_summary(values, val.labels, paths)}
-               for name, values in logits.items()},
-            "nll_difference": {key: round(value, 4) for key, value in difference.items()},
+            "candidate_soup": candidate_soup, "paired_seeds": paired_seeds,
+            "trained_on": devices, **summaries, "nll_difference": difference,
             "interval_below_zero": difference["high"] < 0}
 
 
@@ -142,11 +164,12 @@ def main() -> None:
     parser.add_argument("--candidate-tta", default=None, metavar="MODE")
     parser.add_argument("--candidate-workdir", type=Path, default=None, metavar="DIR2")
     parser.add_argument("--candidate-soup", action="store_true")
+    parser.add_argument("--paired-seeds", action="store_true")
     parser.add_argument("--result", type=Path, default=None)
     args = parser.parse_args()
     result = compare_val(args.workdir, args.baseline, args.candidate, args.resamples,
                          args.baseline_tta, args.candidate_tta, args.candidate_workdir,
-                         args.candidate_soup)
+                         args.candidate_soup, args.paired_seeds)
     if args.result:
         write_json(args.result, result)
     print(json.dumps(result, indent=1))

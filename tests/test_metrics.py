@@ -165,6 +165,28 @@ def test_nll_difference_is_paired_and_refits_each_temperature():
     assert better["value"] == pytest.approx(-worse["value"]) and better["high"] < 0
 
 
+def test_nll_difference_over_seed_pairs_is_the_mean_of_the_pairs():
+    """(S, N, K) logits pair seed by seed: one pair gives the single comparison exactly, two
+    give the mean of their differences, and sides that do not pair are refused."""
+    logits, labels = sample(900, seed=7)
+    groups = np.arange(900) // 3
+    noise = np.random.default_rng(8).normal(0, 1.5, (2, *logits.shape))
+    worse = logits + noise[0]
+    much_worse = logits + 2 * noise[1]
+    single = calibrated_nll_difference(logits, worse, labels, 100, groups=groups)
+    assert calibrated_nll_difference(logits[None], worse[None], labels, 100,
+                                     groups=groups) == single
+    pooled = calibrated_nll_difference(np.stack([logits, logits]),
+                                       np.stack([worse, much_worse]), labels, 100,
+                                       groups=groups)
+    second = calibrated_nll_difference(logits, much_worse, labels, 100, groups=groups)
+    assert pooled["value"] == pytest.approx((single["value"] + second["value"]) / 2)
+    assert single["value"] < pooled["value"] < second["value"]
+    assert 0 < pooled["low"] < pooled["value"] < pooled["high"]
+    with pytest.raises(ValueError, match="do not pair"):
+        calibrated_nll_difference(np.stack([logits, logits]), worse[None], labels, 10)
+
+
 def test_auroc_matches_sklearn_including_ties():
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 2, 300).astype(bool)

@@ -113,6 +113,31 @@ def test_val_comparison_scores_several_checkpoints_as_their_mean_logits(repo):
         result["candidate"]["nll_after_t"] - result["baseline"]["nll_after_t"], abs=2e-4)
 
 
+def test_val_comparison_pairs_checkpoints_seed_by_seed(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    tta = params["tta"]
+    val = labelled_split(repo / "data/preprocessed", "val")
+    paths = val.manifest["path"].to_numpy()
+    base, finetuned = repo / "models/base", repo / "models/finetuned"
+    each = {folder: mode_logits(*load_checkpoint(folder), val.images, CPU, tta["internal"],
+                                tta["rotation_deg"]) for folder in (base, finetuned)}
+    # pair 1 ties (one network against itself), pair 2 sets two networks apart
+    result = compare_val(repo, [base, base], [base, finetuned], resamples=50,
+                         paired_seeds=True)
+    first, second = result["pairs"]
+    assert "baseline" not in result and result["paired_seeds"] is True
+    assert first["nll_difference"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+    assert second["baseline"] == {"checkpoints": [str(base)], "tta": tta["internal"],
+                                  **predictor_summary(each[base], val.labels, paths)}
+    assert second["candidate"] == {"checkpoints": [str(finetuned)], "tta": tta["internal"],
+                                   **predictor_summary(each[finetuned], val.labels, paths)}
+    assert second["nll_difference"]["value"] != 0
+    assert result["nll_difference"]["value"] == pytest.approx(
+        second["nll_difference"]["value"] / 2, abs=1e-4)
+    with pytest.raises(SystemExit, match="same number of checkpoints"):
+        compare_val(repo, [base], [base, finetuned], resamples=50, paired_seeds=True)
+
+
 def test_val_comparison_scores_a_soup_as_one_network(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     tta = params["tta"]

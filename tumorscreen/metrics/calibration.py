@@ -61,14 +61,23 @@ def calibrated_nll_difference(baseline: np.ndarray, candidate: np.ndarray, label
     """Paired comparison of two predictors on one labelled split: the candidate's calibrated
     NLL minus the baseline's (negative favours the candidate), with its percentile CI.
 
-    baseline, candidate (N, K) logits of the same N images; labels (N,) int; groups (N,)
-    near-duplicate ids to resample whole groups. Both predictors are scored on the same
+    baseline, candidate (N, K) logits of the same N images, or (S, N, K) for S pairs (one
+    per training seed), whose S differences are averaged; labels (N,) int; groups (N,)
+    near-duplicate ids to resample whole groups. Every predictor is scored on the same
     resampled rows (paired), and each T is refitted on them, so the interval includes the
     uncertainty of fitting T. Returns {"value", "low", "high"}.
     """
+    baselines = baseline if baseline.ndim == 3 else baseline[None]
+    candidates = candidate if candidate.ndim == 3 else candidate[None]
+    if baselines.shape != candidates.shape:
+        raise ValueError(f"baseline logits {baselines.shape} and candidate logits "
+                         f"{candidates.shape} do not pair")
+
     def statistics(rows: np.ndarray) -> dict[str, float]:
-        return {"difference": calibrated_nll(candidate[rows], labels[rows])
-                - calibrated_nll(baseline[rows], labels[rows])}
+        return {"difference": float(np.mean([
+            calibrated_nll(pair_candidate[rows], labels[rows])
+            - calibrated_nll(pair_baseline[rows], labels[rows])
+            for pair_baseline, pair_candidate in zip(baselines, candidates, strict=True)]))}
 
     return bootstrap_ci(statistics, labels, n_resamples, confidence, seed, groups)["difference"]
 
