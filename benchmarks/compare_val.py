@@ -133,18 +133,18 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
                                                evaluate["seed"], groups)
         return {key: round(value, 4) for key, value in difference.items()}
 
-    def side(name: str, values: np.ndarray, checkpoints: list[Path]) -> dict[str, Any]:
+    def summary_of(name: str, values: np.ndarray, checkpoints: list[Path]) -> dict[str, Any]:
         return {"checkpoints": [str(folder) for folder in checkpoints], "tta": modes[name],
                 **predictor_summary(values, val.labels, paths)}
 
     difference = difference_of(logits["baseline"], logits["candidate"])
     if paired_seeds:
         summaries = {"pairs": [
-            {**{name: side(name, logits[name][i], [folders[name][i]]) for name in logits},
+            {**{name: summary_of(name, logits[name][i], [folders[name][i]]) for name in logits},
              "nll_difference": difference_of(logits["baseline"][i], logits["candidate"][i])}
             for i in range(len(baseline))]}
     else:
-        summaries = {name: side(name, logits[name], folders[name]) for name in logits}
+        summaries = {name: summary_of(name, logits[name], folders[name]) for name in logits}
     return {"val_images": len(val),
             "resampling_unit": evaluate["bootstrap_unit"], "resamples": resamples,
             "confidence": evaluate["confidence"],
