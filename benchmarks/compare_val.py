@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from tumorscreen.metrics.calibration import calibrated_nll_difference, fit_temperature, image_nll
+from tumorscreen.metrics.calibration import calibrated_nll_differences, fit_temperature, image_nll
 from tumorscreen.metrics.report import tumor_auroc
 from tumorscreen.models.checkpoint import load_checkpoint
 from tumorscreen.models.score import CLASSES
@@ -126,22 +126,21 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
                                                for name, stacked in per_network.items()}
     groups = val.resampling_units(evaluate["bootstrap_unit"])
 
-    def difference_of(baseline_logits: np.ndarray,
-                      candidate_logits: np.ndarray) -> dict[str, float]:
-        difference = calibrated_nll_difference(baseline_logits, candidate_logits, val.labels,
-                                               resamples, evaluate["confidence"],
-                                               evaluate["seed"], groups)
-        return {key: round(value, 4) for key, value in difference.items()}
+    differences = calibrated_nll_differences(logits["baseline"], logits["candidate"],
+                                             val.labels, resamples, evaluate["confidence"],
+                                             evaluate["seed"], groups)
+    difference, *pair_differences = [{key: round(value, 4) for key, value in interval.items()}
+                                     for interval in (differences["mean"],
+                                                      *differences["pairs"])]
 
     def summary_of(name: str, values: np.ndarray, checkpoints: list[Path]) -> dict[str, Any]:
         return {"checkpoints": [str(folder) for folder in checkpoints], "tta": modes[name],
                 **predictor_summary(values, val.labels, paths)}
 
-    difference = difference_of(logits["baseline"], logits["candidate"])
     if paired_seeds:
         summaries = {"pairs": [
             {**{name: summary_of(name, logits[name][i], [folders[name][i]]) for name in logits},
-             "nll_difference": difference_of(logits["baseline"][i], logits["candidate"][i])}
+             "nll_difference": pair_differences[i]}
             for i in range(len(baseline))]}
     else:
         summaries = {name: summary_of(name, logits[name], folders[name]) for name in logits}

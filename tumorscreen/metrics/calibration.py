@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,17 +56,18 @@ def calibrated_nll(logits: np.ndarray, labels: np.ndarray) -> float:
     return nll(logits, labels, fit_temperature(logits, labels))
 
 
-def calibrated_nll_difference(baseline: np.ndarray, candidate: np.ndarray, labels: np.ndarray,
-                              n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
-                              groups: np.ndarray | None = None) -> dict[str, float]:
+def calibrated_nll_differences(baseline: np.ndarray, candidate: np.ndarray, labels: np.ndarray,
+                               n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+                               groups: np.ndarray | None = None) -> dict[str, Any]:
     """Paired comparison of two predictors on one labelled split: the candidate's calibrated
     NLL minus the baseline's (negative favours the candidate), with its percentile CI.
 
     baseline, candidate (N, K) logits of the same N images, or (S, N, K) for S pairs (one
-    per training seed), whose S differences are averaged; labels (N,) int; groups (N,)
-    near-duplicate ids to resample whole groups. Every predictor is scored on the same
-    resampled rows (paired), and each T is refitted on them, so the interval includes the
-    uncertainty of fitting T. Returns {"value", "low", "high"}.
+    per training seed); labels (N,) int; groups (N,) near-duplicate ids to resample whole
+    groups. Every predictor is scored on the same resampled rows (paired), and each T is
+    refitted on them, so the interval includes the uncertainty of fitting T. Returns
+    {"mean": the pairs' mean difference, "pairs": [each pair's difference]}, each as
+    {"value", "low", "high"}, all from the same resamples.
     """
     baselines = baseline if baseline.ndim == 3 else baseline[None]
     candidates = candidate if candidate.ndim == 3 else candidate[None]
@@ -74,12 +76,24 @@ def calibrated_nll_difference(baseline: np.ndarray, candidate: np.ndarray, label
                          f"{candidates.shape} do not pair")
 
     def statistics(rows: np.ndarray) -> dict[str, float]:
-        return {"difference": float(np.mean([
-            calibrated_nll(pair_candidate[rows], labels[rows])
-            - calibrated_nll(pair_baseline[rows], labels[rows])
-            for pair_baseline, pair_candidate in zip(baselines, candidates, strict=True)]))}
+        pairs = {f"pair {i}": calibrated_nll(pair_candidate[rows], labels[rows])
+                 - calibrated_nll(pair_baseline[rows], labels[rows])
+                 for i, (pair_baseline, pair_candidate)
+                 in enumerate(zip(baselines, candidates, strict=True))}
+        return {"mean": float(np.mean(list(pairs.values()))), **pairs}
 
-    return bootstrap_ci(statistics, labels, n_resamples, confidence, seed, groups)["difference"]
+    intervals = bootstrap_ci(statistics, labels, n_resamples, confidence, seed, groups)
+    return {"mean": intervals["mean"],
+            "pairs": [intervals[f"pair {i}"] for i in range(len(baselines))]}
+
+
+def calibrated_nll_difference(baseline: np.ndarray, candidate: np.ndarray, labels: np.ndarray,
+                              n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+                              groups: np.ndarray | None = None) -> dict[str, float]:
+    """The mean difference of ``calibrated_nll_differences`` (same arguments): for one pair
+    of (N, K) logits, that pair's difference. Returns {"value", "low", "high"}."""
+    return calibrated_nll_differences(baseline, candidate, labels, n_resamples, confidence,
+                                      seed, groups)["mean"]
 
 
 def tumor_nll(logits: np.ndarray, positives: np.ndarray, temperature: float = 1.0) -> float:
