@@ -19,7 +19,7 @@ from tumorscreen.metrics.bootstrap import (
 from tumorscreen.metrics.calibration import (
     brier_score,
     calibrated_nll,
-    calibrated_nll_difference,
+    calibrated_nll_differences,
     calibration_summary,
     expected_calibration_error,
     fit_temperature,
@@ -152,16 +152,16 @@ def test_nll_difference_is_paired_and_refits_each_temperature():
     adds noise to the baseline's logits loses, and the interval says so."""
     logits, labels = sample(1500, seed=5)
     groups = np.arange(1500) // 3
-    same = calibrated_nll_difference(logits, logits, labels, 200, groups=groups)
+    same = calibrated_nll_differences(logits, logits, labels, 200, groups=groups)["mean"]
     assert same == {"value": 0.0, "low": 0.0, "high": 0.0}
-    rescaled = calibrated_nll_difference(logits, logits * 2.5, labels, 200, groups=groups)
+    rescaled = calibrated_nll_differences(logits, logits * 2.5, labels, 200, groups=groups)["mean"]
     assert abs(rescaled["value"]) < 1e-4 and rescaled["high"] - rescaled["low"] < 1e-3
     noisy = logits + np.random.default_rng(6).normal(0, 1.5, logits.shape)
-    worse = calibrated_nll_difference(logits, noisy, labels, 200, groups=groups)
+    worse = calibrated_nll_differences(logits, noisy, labels, 200, groups=groups)["mean"]
     assert worse["value"] == pytest.approx(
         calibrated_nll(noisy, labels) - calibrated_nll(logits, labels), rel=1e-9)
     assert 0 < worse["low"] < worse["value"] < worse["high"]
-    better = calibrated_nll_difference(noisy, logits, labels, 200, groups=groups)
+    better = calibrated_nll_differences(noisy, logits, labels, 200, groups=groups)["mean"]
     assert better["value"] == pytest.approx(-worse["value"]) and better["high"] < 0
 
 
@@ -173,18 +173,18 @@ def test_nll_difference_over_seed_pairs_is_the_mean_of_the_pairs():
     noise = np.random.default_rng(8).normal(0, 1.5, (2, *logits.shape))
     worse = logits + noise[0]
     much_worse = logits + 2 * noise[1]
-    single = calibrated_nll_difference(logits, worse, labels, 100, groups=groups)
-    assert calibrated_nll_difference(logits[None], worse[None], labels, 100,
-                                     groups=groups) == single
-    pooled = calibrated_nll_difference(np.stack([logits, logits]),
-                                       np.stack([worse, much_worse]), labels, 100,
-                                       groups=groups)
-    second = calibrated_nll_difference(logits, much_worse, labels, 100, groups=groups)
+    single = calibrated_nll_differences(logits, worse, labels, 100, groups=groups)["mean"]
+    assert calibrated_nll_differences(logits[None], worse[None], labels, 100,
+                                      groups=groups)["mean"] == single
+    pooled = calibrated_nll_differences(np.stack([logits, logits]),
+                                        np.stack([worse, much_worse]), labels, 100,
+                                        groups=groups)["mean"]
+    second = calibrated_nll_differences(logits, much_worse, labels, 100, groups=groups)["mean"]
     assert pooled["value"] == pytest.approx((single["value"] + second["value"]) / 2)
     assert single["value"] < pooled["value"] < second["value"]
     assert 0 < pooled["low"] < pooled["value"] < pooled["high"]
     with pytest.raises(ValueError, match="do not pair"):
-        calibrated_nll_difference(np.stack([logits, logits]), worse[None], labels, 10)
+        calibrated_nll_differences(np.stack([logits, logits]), worse[None], labels, 10)
 
 
 def test_auroc_matches_sklearn_including_ties():

@@ -87,15 +87,6 @@ def calibrated_nll_differences(baseline: np.ndarray, candidate: np.ndarray, labe
             "pairs": [intervals[f"pair {i}"] for i in range(len(baselines))]}
 
 
-def calibrated_nll_difference(baseline: np.ndarray, candidate: np.ndarray, labels: np.ndarray,
-                              n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
-                              groups: np.ndarray | None = None) -> dict[str, float]:
-    """The mean difference of ``calibrated_nll_differences`` (same arguments): for one pair
-    of (N, K) logits, that pair's difference. Returns {"value", "low", "high"}."""
-    return calibrated_nll_differences(baseline, candidate, labels, n_resamples, confidence,
-                                      seed, groups)["mean"]
-
-
 def tumor_nll(logits: np.ndarray, positives: np.ndarray, temperature: float = 1.0) -> float:
     """Mean binary NLL of (N,) bool tumour labels under ``tumor_score((N, K) logits, T)``."""
     logit = tumor_logit(logits, temperature)
