@@ -14,15 +14,17 @@ candidate's checkpoints are instead averaged weight by weight into one network
 (``weight_soup``, BatchNorm statistics recomputed over the workspace's training images) and
 scored as one. With ``--paired-seeds`` the two sides' checkpoints are paired in order
 instead (one pair per training seed, each network scored alone) and the difference is the
-mean of the pairs' differences, every pair on the same resampled images. ``--baseline-tta``
+mean of the pairs' differences, every pair on the same resampled images; its interval is
+given twice, with the seeds fixed (``nll_difference``) and with the pairs resampled as well
+(``nll_difference_resampling_seeds``, which carries the seed-to-seed spread). ``--baseline-tta``
 and ``--candidate-tta`` score a side under other test-time views. ``--candidate-workdir``
 scores the candidate on another workspace's preprocessed val images (a trial of
 preprocessing steps); its val split must hold the same images in the same order. The
 candidate's val NLL minus the baseline's is bootstrapped by near-duplicate group, paired
 (both on the same resampled images) and with each T refitted in every resample. Checkpoints
 whose run records name different devices (CPU models or GPUs, which round differently) are
-refused. The README's rule adopts a change only when the whole interval lies below zero at
-seed 0 and the difference is negative at seed 1 too.
+refused. The README's rule adopts a change only when, over at least four paired seeds, the
+interval with the seeds resampled lies wholly below zero.
 Reads no test images.
 """
 
@@ -129,9 +131,10 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
     differences = calibrated_nll_differences(logits["baseline"], logits["candidate"],
                                              val.labels, resamples, evaluate["confidence"],
                                              evaluate["seed"], groups)
-    difference, *pair_differences = [{key: round(value, 4) for key, value in interval.items()}
-                                     for interval in (differences["mean"],
-                                                      *differences["pairs"])]
+    difference, across_seeds, *pair_differences = [
+        {key: round(value, 4) for key, value in interval.items()}
+        for interval in (differences["mean"], differences["mean_resampling_seeds"],
+                         *differences["pairs"])]
 
     def summary_of(name: str, values: np.ndarray, checkpoints: list[Path]) -> dict[str, Any]:
         return {"checkpoints": [str(folder) for folder in checkpoints], "tta": modes[name],
@@ -141,7 +144,9 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
         summaries = {"pairs": [
             {**{name: summary_of(name, logits[name][i], [folders[name][i]]) for name in logits},
              "nll_difference": pair_differences[i]}
-            for i in range(len(baseline))]}
+            for i in range(len(baseline))],
+            "nll_difference_resampling_seeds": across_seeds,
+            "interval_below_zero_resampling_seeds": across_seeds["high"] < 0}
     else:
         summaries = {name: summary_of(name, logits[name], folders[name]) for name in logits}
     return {"val_images": len(val),

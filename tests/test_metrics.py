@@ -187,6 +187,28 @@ def test_nll_difference_over_seed_pairs_is_the_mean_of_the_pairs():
         calibrated_nll_differences(np.stack([logits, logits]), worse[None], labels, 10)
 
 
+def test_resampling_seeds_carries_the_spread_between_pairs():
+    """Two equal pairs give the same interval with or without the seeds resampled; two
+    pairs on opposite sides of zero cancel exactly in every image resample, so only the
+    seed-resampled interval reaches out to the pairs' own differences."""
+    logits, labels = sample(900, seed=9)
+    groups = np.arange(900) // 3
+    worse = logits + np.random.default_rng(10).normal(0, 1.5, logits.shape)
+    equal = calibrated_nll_differences(np.stack([logits, logits]), np.stack([worse, worse]),
+                                       labels, 100, groups=groups)
+    assert equal["mean_resampling_seeds"] == equal["mean"] == equal["pairs"][0]
+    single = calibrated_nll_differences(logits, worse, labels, 100, groups=groups)
+    assert single["mean_resampling_seeds"] == single["mean"]
+    opposite = calibrated_nll_differences(np.stack([logits, worse]), np.stack([worse, logits]),
+                                          labels, 100, groups=groups)
+    gap = opposite["pairs"][0]["value"]
+    assert gap > 0 and opposite["pairs"][1]["value"] == pytest.approx(-gap)
+    assert abs(opposite["mean"]["high"] - opposite["mean"]["low"]) < 1e-12
+    spread = opposite["mean_resampling_seeds"]
+    assert spread["value"] == pytest.approx(0.0, abs=1e-12)
+    assert spread["low"] < -gap / 2 and spread["high"] > gap / 2
+
+
 def test_auroc_matches_sklearn_including_ties():
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 2, 300).astype(bool)

@@ -134,6 +134,11 @@ def test_val_comparison_pairs_checkpoints_seed_by_seed(repo):
     assert second["nll_difference"]["value"] != 0
     assert result["nll_difference"]["value"] == pytest.approx(
         second["nll_difference"]["value"] / 2, abs=1e-4)
+    # a quarter of the seed resamples draw the tied pair twice, so that interval holds zero
+    across = result["nll_difference_resampling_seeds"]
+    assert across["value"] == result["nll_difference"]["value"]
+    assert across["low"] <= 0 <= across["high"]
+    assert result["interval_below_zero_resampling_seeds"] is False
     with pytest.raises(SystemExit, match="same number of checkpoints"):
         compare_val(repo, [base], [base, finetuned], resamples=50, paired_seeds=True)
 

@@ -43,15 +43,14 @@ def grouped_indices(members: list[list[np.ndarray]], rng: np.random.Generator) -
                            for i in rng.integers(0, len(part), size=len(part))])
 
 
-def bootstrap_ci(statistics: Callable[[np.ndarray], dict[str, float]], labels: np.ndarray,
-                 n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
-                 groups: np.ndarray | None = None) -> dict[str, dict[str, float]]:
-    """Each named statistic on all rows, with its percentile CI over stratified resamples.
+def bootstrap_draws(statistics: Callable[[np.ndarray], dict[str, float]], labels: np.ndarray,
+                    n_resamples: int = 1000, seed: int = 0, groups: np.ndarray | None = None
+                    ) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Each named statistic on all rows, and on each of ``n_resamples`` stratified resamples.
 
     ``labels`` (N,) are the strata; ``statistics`` maps an index array to named numbers;
     ``groups`` (N,), when given, makes the resampling unit the group (near-duplicates move
-    together) instead of the row. Returns {name: {"value", "low", "high"}}; resamples where
-    a statistic is undefined (NaN) are left out of its interval.
+    together) instead of the row. Returns (point, draws).
     """
     rng = np.random.default_rng(seed)
     point = statistics(np.arange(len(labels)))
@@ -60,6 +59,13 @@ def bootstrap_ci(statistics: Callable[[np.ndarray], dict[str, float]], labels: n
     else:
         members = group_members(labels, np.asarray(groups))
         draws = [statistics(grouped_indices(members, rng)) for _ in range(n_resamples)]
+    return point, draws
+
+
+def percentile_intervals(point: dict[str, float], draws: list[dict[str, float]],
+                         confidence: float = 0.95) -> dict[str, dict[str, float]]:
+    """{name: {"value", "low", "high"}}: each point value with the percentile interval of its
+    draws; draws where a statistic is undefined (NaN) are left out of its interval."""
     alpha = (1.0 - confidence) / 2
     result = {}
     for name, value in point.items():
@@ -68,3 +74,12 @@ def bootstrap_ci(statistics: Callable[[np.ndarray], dict[str, float]], labels: n
         low, high = np.quantile(values, [alpha, 1 - alpha]) if len(values) else (np.nan,) * 2
         result[name] = {"value": float(value), "low": float(low), "high": float(high)}
     return result
+
+
+def bootstrap_ci(statistics: Callable[[np.ndarray], dict[str, float]], labels: np.ndarray,
+                 n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+                 groups: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """Each named statistic on all rows, with its percentile CI over stratified resamples
+    (``bootstrap_draws`` then ``percentile_intervals``)."""
+    return percentile_intervals(*bootstrap_draws(statistics, labels, n_resamples, seed, groups),
+                                confidence)

@@ -11,7 +11,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
 from tumorscreen.errors import TumorScreenError
-from tumorscreen.metrics.bootstrap import bootstrap_ci
+from tumorscreen.metrics.bootstrap import bootstrap_draws, percentile_intervals
 from tumorscreen.models.score import tumor_logit
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)
@@ -66,25 +66,37 @@ def calibrated_nll_differences(baseline: np.ndarray, candidate: np.ndarray, labe
     per training seed); labels (N,) int; groups (N,) near-duplicate ids to resample whole
     groups. Every predictor is scored on the same resampled rows (paired), and each T is
     refitted on them, so the interval includes the uncertainty of fitting T. Returns
-    {"mean": the pairs' mean difference, "pairs": [each pair's difference]}, each as
-    {"value", "low", "high"}, all from the same resamples.
+    {"mean": the pairs' mean difference, "mean_resampling_seeds": the same mean whose
+    resamples also draw S of the pairs with replacement, "pairs": [each pair's difference]},
+    each as {"value", "low", "high"}, all from the same image resamples. "mean" holds the
+    seeds fixed, so it speaks for these S networks only; "mean_resampling_seeds" also
+    carries the seed-to-seed spread of the difference (a two-stage bootstrap; with few
+    seeds it still understates that spread, since it sees only S distinct pairs).
     """
     baselines = baseline if baseline.ndim == 3 else baseline[None]
     candidates = candidate if candidate.ndim == 3 else candidate[None]
     if baselines.shape != candidates.shape:
         raise ValueError(f"baseline logits {baselines.shape} and candidate logits "
                          f"{candidates.shape} do not pair")
+    names = [f"pair {i}" for i in range(len(baselines))]
 
     def statistics(rows: np.ndarray) -> dict[str, float]:
-        pairs = {f"pair {i}": calibrated_nll(pair_candidate[rows], labels[rows])
+        pairs = {name: calibrated_nll(pair_candidate[rows], labels[rows])
                  - calibrated_nll(pair_baseline[rows], labels[rows])
-                 for i, (pair_baseline, pair_candidate)
-                 in enumerate(zip(baselines, candidates, strict=True))}
+                 for name, pair_baseline, pair_candidate
+                 in zip(names, baselines, candidates, strict=True)}
         return {"mean": float(np.mean(list(pairs.values()))), **pairs}
 
-    intervals = bootstrap_ci(statistics, labels, n_resamples, confidence, seed, groups)
+    point, draws = bootstrap_draws(statistics, labels, n_resamples, seed, groups)
+    by_pair = np.array([[draw[name] for name in names] for draw in draws])  # (B, S)
+    picks = np.random.default_rng([seed, len(names)]).integers(0, len(names), by_pair.shape)
+    point["mean_resampling_seeds"] = point["mean"]
+    for draw, differences, picked in zip(draws, by_pair, picks, strict=True):
+        draw["mean_resampling_seeds"] = float(differences[picked].mean())
+    intervals = percentile_intervals(point, draws, confidence)
     return {"mean": intervals["mean"],
-            "pairs": [intervals[f"pair {i}"] for i in range(len(baselines))]}
+            "mean_resampling_seeds": intervals["mean_resampling_seeds"],
+            "pairs": [intervals[name] for name in names]}
 
 
 def tumor_nll(logits: np.ndarray, positives: np.ndarray, temperature: float = 1.0) -> float:
