@@ -81,17 +81,17 @@ def calibrated_nll_differences(baseline: np.ndarray, candidate: np.ndarray, labe
     names = [f"pair {i}" for i in range(len(baselines))]
 
     def statistics(rows: np.ndarray) -> dict[str, float]:
-        pairs = {name: calibrated_nll(pair_candidate[rows], labels[rows])
-                 - calibrated_nll(pair_baseline[rows], labels[rows])
-                 for name, pair_baseline, pair_candidate
-                 in zip(names, baselines, candidates, strict=True)}
-        return {"mean": float(np.mean(list(pairs.values()))), **pairs}
+        return {name: calibrated_nll(pair_candidate[rows], labels[rows])
+                - calibrated_nll(pair_baseline[rows], labels[rows])
+                for name, pair_baseline, pair_candidate
+                in zip(names, baselines, candidates, strict=True)}
 
     point, draws = bootstrap_draws(statistics, labels, n_resamples, seed, groups)
     by_pair = np.array([[draw[name] for name in names] for draw in draws])  # (B, S)
     picks = np.random.default_rng([seed, len(names)]).integers(0, len(names), by_pair.shape)
-    point["mean_resampling_seeds"] = point["mean"]
+    point["mean"] = point["mean_resampling_seeds"] = float(np.mean(list(point.values())))
     for draw, differences, picked in zip(draws, by_pair, picks, strict=True):
+        draw["mean"] = float(differences.mean())
         draw["mean_resampling_seeds"] = float(differences[picked].mean())
     intervals = percentile_intervals(point, draws, confidence)
     return {"mean": intervals["mean"],
