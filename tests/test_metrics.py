@@ -33,6 +33,7 @@ from tumorscreen.metrics.classification import (
     confusion,
     confusion_summary,
     macro_auroc,
+    misordered_pairs,
     sensitivity_specificity,
 )
 from tumorscreen.metrics.report import evaluation_report
@@ -219,6 +220,21 @@ def test_auroc_matches_sklearn_including_ties():
     probs = softmax(logits, axis=1)
     expected = skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro")
     assert macro_auroc(labels, probs) == pytest.approx(expected)
+
+
+def test_misordered_pairs_count_each_images_wrong_pairs_and_sum_to_the_lost_auroc():
+    truth = np.array([1, 1, 1, 0, 0, 0], bool)
+    score = np.array([0.9, 0.5, 0.2, 0.1, 0.5, 0.6])
+    # positive 0.5: above it 0.6, tied with 0.5; positive 0.2: below 0.5 and 0.6
+    assert misordered_pairs(truth, score).tolist() == [0, 1.5, 2, 0, 1.5, 2]
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 2, 400).astype(bool)
+    score = np.round(rng.random(400) + truth * 0.4, 1)  # many ties
+    counts = misordered_pairs(truth, score)
+    lost = (1 - binary_auroc(truth, score)) * truth.sum() * (~truth).sum()
+    assert counts[truth].sum() == pytest.approx(lost)
+    assert counts[~truth].sum() == pytest.approx(lost)
+    assert misordered_pairs(truth, truth.astype(float)).sum() == 0
 
 
 def test_confusion_summary_matches_sklearn():

@@ -38,7 +38,8 @@ def declared_params(stage: str, dvc_yaml: str | Path = "dvc.yaml") -> list[str]:
     return keys
 
 
-def _lookup(tree: dict[str, Any], dotted: str) -> Any:
+def get_dotted(tree: dict[str, Any], dotted: str) -> Any:
+    """``tree['a']['b']`` for ``dotted='a.b'``; a missing level raises TumorScreenError."""
     node: Any = tree
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -62,5 +63,5 @@ def load_params(
     everything = _read_yaml(Path(params_yaml))
     visible: dict[str, Any] = {}
     for key in declared_params(stage, dvc_yaml):
-        set_dotted(visible, key, _lookup(everything, key))
+        set_dotted(visible, key, get_dotted(everything, key))
     return visible

@@ -31,6 +31,30 @@ def binary_auroc(positive: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _beyond(others: np.ndarray, values: np.ndarray, above: bool) -> np.ndarray:
+    """For each of ``values``, how many of the sorted ``others`` lie above it (or below),
+    ties counted half."""
+    left = np.searchsorted(others, values, side="left")
+    right = np.searchsorted(others, values, side="right")
+    strictly = len(others) - right if above else left
+    return strictly + (right - left) / 2
+
+
+def misordered_pairs(positive: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Per image, the positive-negative pairs it orders the wrong way, ties counted half.
+
+    (N,) 0/1 truth and (N,) scores -> (N,) counts: for a positive, the negatives scored
+    above it; for a negative, the positives scored below it. Each side's counts sum to
+    ``(1 - AUROC) * n_pos * n_neg``, so they say which images the lost AUROC sits on.
+    """
+    positive = np.asarray(positive, bool)
+    score = np.asarray(score, dtype=np.float64)
+    counts = np.zeros(len(score))
+    counts[positive] = _beyond(np.sort(score[~positive]), score[positive], above=True)
+    counts[~positive] = _beyond(np.sort(score[positive]), score[~positive], above=False)
+    return counts
+
+
 def macro_auroc(y_true: np.ndarray, probs: np.ndarray) -> float:
     """Macro one-vs-rest AUROC of (N, K) probabilities; NaN unless every class is present."""
     per_class = [binary_auroc(y_true == k, probs[:, k]) for k in range(probs.shape[1])]
