@@ -7,8 +7,9 @@ STORE/seed-<n>/ holds one ``benchmarks.train --arms raw --set train.seed=<n>`` r
 result (run.json) and kept checkpoint (raw/). A seed without one is trained first, in the
 workspace DIR; a stored run at other settings than the profile's (the seed aside) is
 refused. Each network is then scored on DIR's test images under the profile's test-time
-views, and ``misordered_pairs`` says which tumour and healthy images the lost
-tumour-vs-healthy AUROC sits on at each seed. Writes benchmarks/results/seeds.json (figures
+views: its tumour-vs-healthy AUROC is recomputed (as evaluate gives it, and with each
+near-duplicate group counted once), and ``misordered_pairs`` says which tumour and healthy
+images the lost AUROC sits on at each seed. Writes benchmarks/results/seeds.json (figures
 and image ids, no image data). Reads test, for the spread and the error analysis only: no
 setting is chosen from it.
 """
@@ -23,11 +24,12 @@ from typing import Any
 
 import numpy as np
 import yaml
+from sklearn.metrics import roc_auc_score
 
 from benchmarks.profiles import REAL_CPU
 from benchmarks.train import train_settings
 from benchmarks.workspace import PROJECT, run_whole
-from tumorscreen.metrics.classification import misordered_pairs
+from tumorscreen.metrics.classification import binary_auroc, misordered_pairs
 from tumorscreen.models.checkpoint import load_checkpoint
 from tumorscreen.models.score import NO_TUMOR, tumor_logit
 from tumorscreen.models.tta import mode_logits
@@ -75,12 +77,18 @@ def seed_figures(run: dict[str, Any]) -> dict[str, Any]:
             "train_calibrate_evaluate_minutes": arm["train_calibrate_evaluate_minutes"]}
 
 
-def test_pairs(folder: Path, test: LabelledImages, params: dict[str, Any]) -> np.ndarray:
-    """(N,) misordered tumour-healthy pairs per test image, scored as evaluate scores."""
+def test_tumor_logits(folder: Path, test: LabelledImages, params: dict[str, Any]) -> np.ndarray:
+    """(N,) tumour log-odds of the test images, scored as evaluate scores them."""
     model, config = load_checkpoint(folder / "raw")
     logits = mode_logits(model, config, test.images, resolve_device(params["train"]["device"]),
                          params["tta"]["internal"], params["tta"]["rotation_deg"])
-    return misordered_pairs(test.labels != NO_TUMOR, tumor_logit(logits))
+    return tumor_logit(logits)
+
+
+def one_per_group_weights(groups: np.ndarray) -> np.ndarray:
+    """(N,) weights 1 / (images of the same near-duplicate group), so each group counts once."""
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
 
 
 def spread(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -141,20 +149,22 @@ def seeds_benchmark(workdir: Path, store: Path, seeds: list[int]) -> dict[str, A
         raise SystemExit(f"{workdir} is not at the profile's preprocessing and views: run "
                          "benchmarks.train there first")
     test = labelled_split(workdir / "data" / "preprocessed", "test")
+    tumour = test.labels != NO_TUMOR
+    weights = one_per_group_weights(test.resampling_units("group"))
     rows, pairs = [], []
     for seed, folder in runs.items():
         run = read_json(folder / "run.json")
         refuse_other_settings(run, seed, default_seed)
-        pairs.append(test_pairs(folder, test, params))
-        tumour = test.labels != NO_TUMOR
-        rescored = 1 - pairs[-1][tumour].sum() / (tumour.sum() * (~tumour).sum())
+        score = test_tumor_logits(folder, test, params)
+        pairs.append(misordered_pairs(tumour, score))
         rows.append({"seed": seed, **seed_figures(run),
-                     "tumor_auroc_rescored": round(float(rescored), 4)})
+                     "tumor_auroc_rescored": round(binary_auroc(tumour, score), 4),
+                     "tumor_auroc_one_per_group": round(float(roc_auc_score(
+                         tumour, score, sample_weight=weights)), 4)})
     stacked = np.stack(pairs)
     return {"machine": machine_record(), "versions": package_versions(),
             "profile": "real_cpu", "settings": train_settings(REAL_CPU, {}),
-            "test_images": {"tumour": int((test.labels != NO_TUMOR).sum()),
-                            "healthy": int((test.labels == NO_TUMOR).sum())},
+            "test_images": {"tumour": int(tumour.sum()), "healthy": int((~tumour).sum())},
             "seeds": rows, "spread": spread(rows),
             "lost_tumour_healthy_pairs": images_behind_lost_pairs(test, stacked)}
 

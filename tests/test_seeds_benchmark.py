@@ -8,7 +8,12 @@ import pandas as pd
 import pytest
 
 from benchmarks.profiles import REAL_CPU
-from benchmarks.seeds import images_behind_lost_pairs, refuse_other_settings, spread
+from benchmarks.seeds import (
+    images_behind_lost_pairs,
+    one_per_group_weights,
+    refuse_other_settings,
+    spread,
+)
 from benchmarks.train import train_settings
 from tumorscreen.models.score import CLASSES, NO_TUMOR
 from tumorscreen.train.data import LabelledImages
@@ -61,3 +66,9 @@ def test_lost_pairs_are_traced_to_the_groups_that_recur_across_seeds():
                       "folders": ["Testing", "Training"], "seeds_misordered": 2,
                       "pairs_by_seed": [2, 2]}
     assert [g["group"] for g in out["groups"]["healthy"]] == ["g3", "i4"]  # no group: itself
+
+
+def test_group_weights_count_each_near_duplicate_group_once():
+    weights = one_per_group_weights(np.array(["a", "b", "a", "c", "a", "b"]))
+    assert weights.tolist() == pytest.approx([1 / 3, 1 / 2, 1 / 3, 1, 1 / 3, 1 / 2])
+    assert weights.sum() == pytest.approx(3)
