@@ -249,6 +249,45 @@ def audit_block(result: dict) -> str:
     return "\n".join(lines)
 
 
+def seeds_block(result: dict) -> str:
+    """Markdown tables of the seed benchmark: one row per seed, the spread against each
+    criterion, and the test images the lost tumour-vs-healthy pairs sit on."""
+    rows = ["| `train.seed` | CPU | val NLL after T | kept epoch | test accuracy | test "
+            "macro-AUROC | test tumour-vs-healthy AUROC | the same, each group once | test ECE "
+            "after T | leaky Testing folder accuracy |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows += [f"| {r['seed']} | {r['cpu_model'] or 'not recorded'} | {r['val_nll_after_t']:.4f} "
+             f"| {r['kept_epoch']} | {_ci(r['accuracy'], 4)} | {r['macro_auroc']['value']:.4f} "
+             f"| {_ci(r['tumor_auroc'], 4)} | {r['tumor_auroc_one_per_group']:.4f} "
+             f"| {r['test_ece_after_t']:.4f} "
+             f"| {r['leaky_testing_folder_accuracy']:.3f} |" for r in result["seeds"]]
+    names = {"accuracy": "accuracy", "macro_auroc": "macro-AUROC",
+             "tumor_auroc": "tumour-vs-healthy AUROC", "test_ece_after_t": "ECE after T"}
+    spread = ["| test figure | criterion | mean (SD) | range | seeds meeting it |",
+              "|---|---|---|---|---|"]
+    spread += [f"| {names[name]} | {s['criterion']} | {s['mean']:.5f} ({s['sd']:.5f}) "
+               f"| {s['min']:.4f}-{s['max']:.4f} | {s['seeds_meeting']} of "
+               f"{len(result['seeds'])} |" for name, s in result["spread"].items()]
+    lost = result["lost_tumour_healthy_pairs"]
+    seeds = len(result["seeds"])
+    images = ["| side | near-duplicate group | label | test images (folders) | seeds where "
+              "misordered | misordered pairs by seed |", "|---|---|---|---|---|---|"]
+    images += [f"| {side} | {g['group']} | {g['label']} | {g['images']} "
+               f"({', '.join(g['folders'])}) | {g['seeds_misordered']} of {seeds} "
+               f"| {' / '.join(f'{v:g}' for v in g['pairs_by_seed'])} |"
+               for side, groups in lost["groups"].items() for g in groups]
+    counts, tested = lost["images_misordered_at_any_seed"], result["test_images"]
+    note = (f"Test: {tested['tumour']} tumour and {tested['healthy']} healthy images "
+            f"({tested['tumour'] * tested['healthy']:,} pairs). Misordered pairs by seed: "
+            f"{' / '.join(f'{v:g}' for v in lost['misordered_pairs_by_seed'])}; images in "
+            f"any misordered pair: {counts['tumour']} tumour, {counts['healthy']} healthy. "
+            f"Share of the misordered pairs on tumour images misordered at every seed: "
+            f"{lost['share_on_tumour_images_at_every_seed']:.2f}; at half the seeds or "
+            f"more: {lost['share_on_tumour_images_at_half_the_seeds_or_more']:.2f} "
+            f"({cpus_text(result['machine'])}).")
+    return "\n".join([*rows, "", *spread, "", *images, "", note])
+
+
 def profiles_block() -> str:
     """The one-line command of each real-data profile, rendered from benchmarks/profiles.py."""
     from benchmarks.profiles import PROFILES, exp_run_command
@@ -259,7 +298,7 @@ def profiles_block() -> str:
 
 BLOCKS = {"data_layer": data_layer_block, "preprocess": preprocess_block,
           "cpu_scaling": cpu_scaling_block, "train": train_block, "external": external_block,
-          "audit": audit_block}
+          "audit": audit_block, "seeds": seeds_block}
 GENERATED = {"profiles": profiles_block}  # rendered from code, not from a result file
 
 
