@@ -45,14 +45,17 @@ CRITERIA = {"accuracy": (">=", 0.95), "macro_auroc": (">=", 0.997),
 LISTED_GROUPS = 6
 
 
-def stored_run(store: Path, seed: int, workdir: Path) -> Path:
-    """STORE/seed-<seed>, trained in ``workdir`` first unless it holds a run already."""
-    folder = store / f"seed-{seed}"
-    if not ((folder / "run.json").is_file() and (folder / "raw" / "model.pt").is_file()):
-        run_whole([sys.executable, "-m", "benchmarks.train", "--workdir", str(workdir),
-                   "--arms", "raw", "--result", str(folder / "run.json"),
-                   "--keep", str(folder), "--set", f"train.seed={seed}"], PROJECT)
-    return folder
+def is_stored(folder: Path) -> bool:
+    """Whether ``folder`` holds a run's result and kept checkpoint."""
+    return (folder / "run.json").is_file() and (folder / "raw" / "model.pt").is_file()
+
+
+def train_seed(workdir: Path, folder: Path, seed: int) -> None:
+    """One ``benchmarks.train`` run of the profile at ``seed`` in ``workdir``, kept in
+    ``folder``."""
+    run_whole([sys.executable, "-m", "benchmarks.train", "--workdir", str(workdir),
+               "--arms", "raw", "--result", str(folder / "run.json"),
+               "--keep", str(folder), "--set", f"train.seed={seed}"], PROJECT)
 
 
 def refuse_other_settings(run: dict[str, Any], seed: int, default_seed: int) -> None:
@@ -142,9 +145,15 @@ def images_behind_lost_pairs(test: LabelledImages, pairs: np.ndarray) -> dict[st
 
 
 def seeds_benchmark(workdir: Path, store: Path, seeds: list[int]) -> dict[str, Any]:
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
     default_seed = yaml.safe_load((PROJECT / "params.yaml").read_text())["train"]["seed"]
-    runs = {seed: stored_run(store, seed, workdir) for seed in seeds}
+    runs = {seed: store / f"seed-{seed}" for seed in seeds}
+    for seed, folder in runs.items():  # a wrong stored run is refused before any training
+        if is_stored(folder):
+            refuse_other_settings(read_json(folder / "run.json"), seed, default_seed)
+    for seed, folder in runs.items():
+        if not is_stored(folder):
+            train_seed(workdir, folder, seed)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())  # laid out by training
     scoring = {key: value for key, value in REAL_CPU.items()
                if key.startswith(("preprocess.", "tta."))}
     if any(get_dotted(params, key) != value for key, value in scoring.items()):

@@ -251,7 +251,8 @@ def audit_block(result: dict) -> str:
 
 def seeds_block(result: dict) -> str:
     """Markdown tables of the seed benchmark: one row per seed, the spread against each
-    criterion, and the test images the lost tumour-vs-healthy pairs sit on."""
+    criterion (no SD from one seed), and the near-duplicate groups the lost
+    tumour-vs-healthy pairs sit on."""
     rows = ["| `train.seed` | CPU | val NLL after T | kept epoch | test accuracy | test "
             "macro-AUROC | test tumour-vs-healthy AUROC | the same, each group once | test ECE "
             "after T | leaky Testing folder accuracy |",
@@ -265,7 +266,8 @@ def seeds_block(result: dict) -> str:
              "tumor_auroc": "tumour-vs-healthy AUROC", "test_ece_after_t": "ECE after T"}
     spread = ["| test figure | criterion | mean (SD) | range | seeds meeting it |",
               "|---|---|---|---|---|"]
-    spread += [f"| {names[name]} | {s['criterion']} | {s['mean']:.5f} ({s['sd']:.5f}) "
+    spread += [f"| {names[name]} | {s['criterion']} | {s['mean']:.5f} "
+               f"({'-' if s['sd'] is None else format(s['sd'], '.5f')}) "
                f"| {s['min']:.4f}-{s['max']:.4f} | {s['seeds_meeting']} of "
                f"{len(result['seeds'])} |" for name, s in result["spread"].items()]
     lost = result["lost_tumour_healthy_pairs"]

@@ -3,6 +3,8 @@ the images it finds behind the lost tumour-vs-healthy pairs."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +17,7 @@ from benchmarks.seeds import (
     spread,
 )
 from benchmarks.train import train_settings
+from benchmarks.update_readme import RESULTS, seeds_block
 from tumorscreen.models.score import CLASSES, NO_TUMOR
 from tumorscreen.train.data import LabelledImages
 
@@ -72,3 +75,27 @@ def test_group_weights_count_each_near_duplicate_group_once():
     weights = one_per_group_weights(np.array(["a", "b", "a", "c", "a", "b"]))
     assert weights.tolist() == pytest.approx([1 / 3, 1 / 2, 1 / 3, 1, 1 / 3, 1 / 2])
     assert weights.sum() == pytest.approx(3)
+
+
+def test_the_readme_block_renders_one_seed_without_a_spread():
+    result = json.loads((RESULTS / "seeds.json").read_text())
+    one = {**result, "seeds": result["seeds"][:1], "spread": spread(result["seeds"][:1])}
+    block = seeds_block(one)
+    row = next(line for line in block.splitlines()
+               if line.startswith("| tumour-vs-healthy AUROC | >= 0.999 |"))
+    assert "(-)" in row and row.endswith("| 0 of 1 |")  # seed 0: 0.9981
+
+
+def test_a_wrong_stored_run_is_refused_before_any_seed_is_trained(tmp_path, monkeypatch):
+    import benchmarks.seeds as seeds
+
+    wrong = tmp_path / "store" / "seed-1"
+    (wrong / "raw").mkdir(parents=True)
+    (wrong / "raw" / "model.pt").touch()
+    (wrong / "run.json").write_text(json.dumps(
+        run_at({**train_settings(REAL_CPU, {}), "train.seed": 1, "train.lr": 0.01})))
+    trained = []
+    monkeypatch.setattr(seeds, "train_seed", lambda *args: trained.append(args))
+    with pytest.raises(SystemExit, match="other settings"):
+        seeds.seeds_benchmark(tmp_path / "work", tmp_path / "store", [0, 1])
+    assert trained == []  # seed 0 was missing, but nothing was trained
