@@ -126,10 +126,11 @@ def images_behind_lost_pairs(test: LabelledImages, pairs: np.ndarray) -> dict[st
                                  recurring=recurring, total=pairs.sum(axis=0))
     listed: dict[str, list[dict[str, Any]]] = {"tumour": [], "healthy": []}
     for side, rows in (("tumour", frame[tumour]), ("healthy", frame[~tumour])):
-        ranked = rows.groupby("group", sort=False)["total"].sum().sort_values(
-            ascending=False, kind="stable")
-        for group in ranked[ranked > 0].index[:LISTED_GROUPS]:
-            members = rows[rows["group"] == group]
+        by_group = rows.groupby("group", sort=False)
+        totals = by_group["total"].sum()
+        for group in totals[totals > 0].sort_values(ascending=False,
+                                                    kind="stable").index[:LISTED_GROUPS]:
+            members = by_group.get_group(group)
             listed[side].append({
                 "group": group, "label": members["label"].iloc[0], "images": len(members),
                 "ids": members["id"].tolist(), "folders": sorted(set(members["split_folder"])),
@@ -147,12 +148,11 @@ def images_behind_lost_pairs(test: LabelledImages, pairs: np.ndarray) -> dict[st
 def seeds_benchmark(workdir: Path, store: Path, seeds: list[int]) -> dict[str, Any]:
     default_seed = yaml.safe_load((PROJECT / "params.yaml").read_text())["train"]["seed"]
     runs = {seed: store / f"seed-{seed}" for seed in seeds}
-    for seed, folder in runs.items():  # a wrong stored run is refused before any training
-        if is_stored(folder):
-            refuse_other_settings(read_json(folder / "run.json"), seed, default_seed)
-    for seed, folder in runs.items():
-        if not is_stored(folder):
-            train_seed(workdir, folder, seed)
+    missing = [seed for seed, folder in runs.items() if not is_stored(folder)]
+    for seed in runs.keys() - missing:  # a wrong stored run is refused before any training
+        refuse_other_settings(read_json(runs[seed] / "run.json"), seed, default_seed)
+    for seed in missing:  # trained at the profile's settings, so not checked again
+        train_seed(workdir, runs[seed], seed)
     params = yaml.safe_load((workdir / "params.yaml").read_text())  # laid out by training
     scoring = {key: value for key, value in REAL_CPU.items()
                if key.startswith(("preprocess.", "tta."))}
@@ -165,7 +165,6 @@ def seeds_benchmark(workdir: Path, store: Path, seeds: list[int]) -> dict[str, A
     rows, pairs = [], []
     for seed, folder in runs.items():
         run = read_json(folder / "run.json")
-        refuse_other_settings(run, seed, default_seed)
         score = tumor_logits_on_test(folder, test, params)
         pairs.append(misordered_pairs(tumour, score))
         rows.append({"seed": seed, **seed_figures(run),
