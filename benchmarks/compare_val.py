@@ -4,7 +4,8 @@ Usage: python -m benchmarks.compare_val --workdir DIR --baseline A [A2 ...]
                                         --candidate B [B2 ...] [--resamples 1000]
                                         [--baseline-tta MODE] [--candidate-tta MODE]
                                         [--candidate-workdir DIR2] [--candidate-soup]
-                                        [--paired-seeds] [--result FILE]
+                                        [--paired-seeds [--candidate-members M]]
+                                        [--result FILE]
 DIR is a ``benchmarks.train`` workspace whose last arm wrote the val split both checkpoints
 were trained against; A and B are checkpoint folders kept by ``benchmarks.train --keep``.
 Each is scored as the calibrate and evaluate stages score it (the workspace's test-time
@@ -16,7 +17,9 @@ scored as one. With ``--paired-seeds`` the two sides' checkpoints are paired in 
 instead (one pair per training seed, each network scored alone) and the difference is the
 mean of the pairs' differences, every pair on the same resampled images; its interval is
 given twice, with the seeds fixed (``nll_difference``) and with the pairs resampled as well
-(``nll_difference_resampling_seeds``, which carries the seed-to-seed spread). ``--baseline-tta``
+(``nll_difference_resampling_seeds``, which carries the seed-to-seed spread); with
+``--candidate-members M`` each seed's candidate is the ensemble of M consecutive candidate
+checkpoints (a trial of several networks in the budget of one). ``--baseline-tta``
 and ``--candidate-tta`` score a side under other test-time views. ``--candidate-workdir``
 scores the candidate on another workspace's preprocessed val images (a trial of
 preprocessing steps); its val split must hold the same images in the same order. The
@@ -86,10 +89,16 @@ def trained_on(folders: list[Path]) -> list[str]:
 def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resamples: int,
                 baseline_tta: str | None = None, candidate_tta: str | None = None,
                 candidate_workdir: Path | None = None,
-                candidate_soup: bool = False, paired_seeds: bool = False) -> dict[str, Any]:
-    if paired_seeds and (candidate_soup or len(baseline) != len(candidate)):
-        raise SystemExit("--paired-seeds pairs the i-th baseline with the i-th candidate: "
-                         "give both sides the same number of checkpoints, and no soup")
+                candidate_soup: bool = False, paired_seeds: bool = False,
+                candidate_members: int = 1) -> dict[str, Any]:
+    if candidate_members < 1 or (candidate_members > 1 and not paired_seeds):
+        raise SystemExit("--candidate-members groups the candidate's checkpoints seed by "
+                         "seed: it takes a count of at least 1, and --paired-seeds")
+    if paired_seeds and (candidate_soup or len(candidate) != candidate_members * len(baseline)):
+        raise SystemExit("--paired-seeds pairs the i-th baseline with the i-th candidate (the "
+                         "i-th group of --candidate-members checkpoints): give the candidate "
+                         "that many checkpoints for each baseline one (one by default), and "
+                         "no soup")
     devices = trained_on([*baseline, *candidate])
     if len(devices) > 1:
         raise SystemExit(f"the checkpoints were trained on {' and '.join(devices)}, which "
@@ -123,7 +132,15 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
                                                modes[name], tta["rotation_deg"])
                                    for model, config in side])
                    for name, side in networks.items()}
-    # (S, N, K) pairs, or one (N, K) ensemble per side
+    # (S, N, K) pairs, each seed's candidate members averaged, or one (N, K) ensemble per side
+    seeds = len(baseline)
+    by_seed = {"baseline": [[folder] for folder in baseline],
+               "candidate": [candidate[i * candidate_members:(i + 1) * candidate_members]
+                             for i in range(seeds)]}
+    if paired_seeds:
+        stacked = per_network["candidate"]
+        per_network["candidate"] = stacked.reshape(seeds, candidate_members,
+                                                   *stacked.shape[1:]).mean(axis=1)
     logits = per_network if paired_seeds else {name: stacked.mean(axis=0)
                                                for name, stacked in per_network.items()}
     groups = val.resampling_units(evaluate["bootstrap_unit"])
@@ -142,9 +159,9 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
 
     if paired_seeds:
         summaries = {"pairs": [
-            {**{name: summary_of(name, logits[name][i], [folders[name][i]]) for name in logits},
+            {**{name: summary_of(name, logits[name][i], by_seed[name][i]) for name in logits},
              "nll_difference": pair_differences[i]}
-            for i in range(len(baseline))],
+            for i in range(seeds)],
             "nll_difference_resampling_seeds": across_seeds,
             "interval_below_zero_resampling_seeds": across_seeds["high"] < 0}
     else:
@@ -154,6 +171,7 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
             "confidence": evaluate["confidence"],
             "candidate_workdir": str(candidate_workdir or workdir),
             "candidate_soup": candidate_soup, "paired_seeds": paired_seeds,
+            "candidate_members": candidate_members,
             "trained_on": devices, **summaries, "nll_difference": difference,
             "interval_below_zero": difference["high"] < 0}
 
@@ -169,11 +187,12 @@ def main() -> None:
     parser.add_argument("--candidate-workdir", type=Path, default=None, metavar="DIR2")
     parser.add_argument("--candidate-soup", action="store_true")
     parser.add_argument("--paired-seeds", action="store_true")
+    parser.add_argument("--candidate-members", type=int, default=1, metavar="M")
     parser.add_argument("--result", type=Path, default=None)
     args = parser.parse_args()
     result = compare_val(args.workdir, args.baseline, args.candidate, args.resamples,
                          args.baseline_tta, args.candidate_tta, args.candidate_workdir,
-                         args.candidate_soup, args.paired_seeds)
+                         args.candidate_soup, args.paired_seeds, args.candidate_members)
     if args.result:
         write_json(args.result, result)
     print(json.dumps(result, indent=1))

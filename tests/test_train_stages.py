@@ -139,8 +139,37 @@ def test_val_comparison_pairs_checkpoints_seed_by_seed(repo):
     assert across["value"] == result["nll_difference"]["value"]
     assert across["low"] <= 0 <= across["high"]
     assert result["interval_below_zero_resampling_seeds"] is False
-    with pytest.raises(SystemExit, match="same number of checkpoints"):
+    with pytest.raises(SystemExit, match="that many checkpoints for each baseline one"):
         compare_val(repo, [base], [base, finetuned], resamples=50, paired_seeds=True)
+
+
+def test_val_comparison_pairs_each_seed_with_an_ensemble_of_candidate_members(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    tta = params["tta"]
+    val = labelled_split(repo / "data/preprocessed", "val")
+    paths = val.manifest["path"].to_numpy()
+    base, finetuned = repo / "models/base", repo / "models/finetuned"
+    each = {folder: mode_logits(*load_checkpoint(folder), val.images, CPU, tta["internal"],
+                                tta["rotation_deg"]) for folder in (base, finetuned)}
+    # seed 1's candidate averages two different networks; seed 2's, one network twice
+    result = compare_val(repo, [base, base], [base, finetuned, finetuned, finetuned],
+                         resamples=50, paired_seeds=True, candidate_members=2)
+    first, second = result["pairs"]
+    assert result["candidate_members"] == 2
+    assert first["baseline"]["checkpoints"] == [str(base)]
+    assert first["candidate"] == {"checkpoints": [str(base), str(finetuned)],
+                                  "tta": tta["internal"],
+                                  **predictor_summary((each[base] + each[finetuned]) / 2,
+                                                      val.labels, paths)}
+    assert second["candidate"] == {"checkpoints": [str(finetuned), str(finetuned)],
+                                   "tta": tta["internal"],
+                                   **predictor_summary(each[finetuned], val.labels, paths)}
+    for members, checkpoints, paired in ((2, [base, finetuned, finetuned], True),
+                                         (2, [base, finetuned], False),
+                                         (0, [], True)):
+        with pytest.raises(SystemExit, match="candidate"):
+            compare_val(repo, [base], checkpoints, resamples=50, paired_seeds=paired,
+                        candidate_members=members)
 
 
 def test_val_comparison_scores_a_soup_as_one_network(repo):
