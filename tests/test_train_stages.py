@@ -113,14 +113,19 @@ def test_val_comparison_scores_several_checkpoints_as_their_mean_logits(repo):
         result["candidate"]["nll_after_t"] - result["baseline"]["nll_after_t"], abs=2e-4)
 
 
-def test_val_comparison_pairs_checkpoints_seed_by_seed(repo):
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    tta = params["tta"]
+def two_networks_on_val(repo):
+    """The views, the val split and its paths, the base and fine-tuned checkpoints, and
+    each one's val logits under the views."""
+    tta = yaml.safe_load((repo / "params.yaml").read_text())["tta"]
     val = labelled_split(repo / "data/preprocessed", "val")
-    paths = val.manifest["path"].to_numpy()
     base, finetuned = repo / "models/base", repo / "models/finetuned"
     each = {folder: mode_logits(*load_checkpoint(folder), val.images, CPU, tta["internal"],
                                 tta["rotation_deg"]) for folder in (base, finetuned)}
+    return tta, val, val.manifest["path"].to_numpy(), base, finetuned, each
+
+
+def test_val_comparison_pairs_checkpoints_seed_by_seed(repo):
+    tta, val, paths, base, finetuned, each = two_networks_on_val(repo)
     # pair 1 ties (one network against itself), pair 2 sets two networks apart
     result = compare_val(repo, [base, base], [base, finetuned], resamples=50,
                          paired_seeds=True)
@@ -144,13 +149,7 @@ def test_val_comparison_pairs_checkpoints_seed_by_seed(repo):
 
 
 def test_val_comparison_pairs_each_seed_with_an_ensemble_of_candidate_members(repo):
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    tta = params["tta"]
-    val = labelled_split(repo / "data/preprocessed", "val")
-    paths = val.manifest["path"].to_numpy()
-    base, finetuned = repo / "models/base", repo / "models/finetuned"
-    each = {folder: mode_logits(*load_checkpoint(folder), val.images, CPU, tta["internal"],
-                                tta["rotation_deg"]) for folder in (base, finetuned)}
+    tta, val, paths, base, finetuned, each = two_networks_on_val(repo)
     # seed 1's candidate averages two different networks; seed 2's, one network twice
     result = compare_val(repo, [base, base], [base, finetuned, finetuned, finetuned],
                          resamples=50, paired_seeds=True, candidate_members=2)
