@@ -134,9 +134,6 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
                    for name, side in networks.items()}
     # (S, N, K) pairs, each seed's candidate members averaged, or one (N, K) ensemble per side
     seeds = len(baseline)
-    by_seed = {"baseline": [[folder] for folder in baseline],
-               "candidate": [candidate[i * candidate_members:(i + 1) * candidate_members]
-                             for i in range(seeds)]}
     if paired_seeds:
         stacked = per_network["candidate"]
         per_network["candidate"] = stacked.reshape(seeds, candidate_members,
@@ -158,6 +155,9 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
                 **predictor_summary(values, val.labels, paths)}
 
     if paired_seeds:
+        by_seed = {"baseline": [[folder] for folder in baseline],
+                   "candidate": [candidate[i * candidate_members:(i + 1) * candidate_members]
+                                 for i in range(seeds)]}
         summaries = {"pairs": [
             {**{name: summary_of(name, logits[name][i], by_seed[name][i]) for name in logits},
              "nll_difference": pair_differences[i]}
