@@ -132,14 +132,14 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
                                                modes[name], tta["rotation_deg"])
                                    for model, config in side])
                    for name, side in networks.items()}
-    # (S, N, K) pairs, each seed's candidate members averaged, or one (N, K) ensemble per side
-    seeds = len(baseline)
-    if paired_seeds:
-        stacked = per_network["candidate"]
-        per_network["candidate"] = stacked.reshape(seeds, candidate_members,
-                                                   *stacked.shape[1:]).mean(axis=1)
-    logits = per_network if paired_seeds else {name: stacked.mean(axis=0)
-                                               for name, stacked in per_network.items()}
+    # one mechanism for both modes: each seed's members averaged into one predictor, (S, N, K)
+    # for the pairs; unpaired, a side is one seed whose members are all its networks
+    members = ({"baseline": 1, "candidate": candidate_members} if paired_seeds
+               else {name: len(side) for name, side in per_network.items()})
+    logits = {name: stacked.reshape(-1, members[name], *stacked.shape[1:]).mean(axis=1)
+              for name, stacked in per_network.items()}
+    if not paired_seeds:
+        logits = {name: seeds[0] for name, seeds in logits.items()}
     groups = val.resampling_units(evaluate["bootstrap_unit"])
 
     differences = calibrated_nll_differences(logits["baseline"], logits["candidate"],
@@ -155,13 +155,13 @@ def compare_val(workdir: Path, baseline: list[Path], candidate: list[Path], resa
                 **predictor_summary(values, val.labels, paths)}
 
     if paired_seeds:
-        by_seed = {"baseline": [[folder] for folder in baseline],
-                   "candidate": [candidate[i * candidate_members:(i + 1) * candidate_members]
-                                 for i in range(seeds)]}
+        def folders_of(name: str, i: int) -> list[Path]:
+            return folders[name][i * members[name]:(i + 1) * members[name]]
+
         summaries = {"pairs": [
-            {**{name: summary_of(name, logits[name][i], by_seed[name][i]) for name in logits},
+            {**{name: summary_of(name, logits[name][i], folders_of(name, i)) for name in logits},
              "nll_difference": pair_differences[i]}
-            for i in range(seeds)],
+            for i in range(len(baseline))],
             "nll_difference_resampling_seeds": across_seeds,
             "interval_below_zero_resampling_seeds": across_seeds["high"] < 0}
     else:
