@@ -37,6 +37,7 @@ from tumorscreen.train.loop import (
     screening_loss,
     sharpness_aware_step,
     weight_soup,
+    zero_head,
 )
 
 CPU = torch.device("cpu")
@@ -101,6 +102,23 @@ def test_warm_up_trains_only_the_head_and_keeps_batchnorm_statistics():
     for key, value in model.state_dict().items():
         changed = not torch.equal(value, before[key])
         assert changed == (key.startswith(head)), key
+
+
+def test_zero_head_gives_the_backbone_no_first_gradient_and_still_learns():
+    seed_everything(0)
+    model, _ = build_network(TINY, 4)
+    zero_head(model)
+    images, labels = blobs(15, 0)  # unequal classes, so the bias gradient is not zero
+    loss = torch.nn.functional.cross_entropy(model(to_input(torch.from_numpy(images), CPU,
+                                                            False)), torch.from_numpy(labels))
+    loss.backward()
+    backbone_grads = [p.grad for p in model.backbone_parameters() if p.grad is not None]
+    assert backbone_grads and not any(grad.any() for grad in backbone_grads)
+    assert all(p.grad.abs().sum() > 0 for p in model.head_parameters())
+    zeroed = train_tiny(quick_config(warmup_epochs=0, epochs=4, zero_init_head=True))
+    random = train_tiny(quick_config(warmup_epochs=0, epochs=4))
+    assert zeroed.history[zeroed.best_epoch]["val_accuracy"] >= 0.9
+    assert zeroed.history[0]["train_loss"] != random.history[0]["train_loss"]
 
 
 def test_fine_tune_rates_put_the_backbone_below_the_head():

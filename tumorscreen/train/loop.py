@@ -76,6 +76,7 @@ class TrainConfig:
     upweight_errors: float = 1.0  # full-phase weight of the warm-up's training misses; 1: off
     sam_rho: float = 0.0  # radius of the full phase's sharpness-aware steps; 0: plain steps
     inference_batchnorm: bool = False  # kept weights' BatchNorm statistics as at inference
+    zero_init_head: bool = False  # classifier starts at zero: no backbone gradient at first
     patience: int = 3
     keep_by: str = "loss"  # the val score early stopping watches and the kept epoch minimises
     workers: int = 0
@@ -306,6 +307,18 @@ def set_frozen_backbone(model: ScreenNet, frozen: bool, early_stages: int = 0) -
         model.backbone.get_submodule(model.head).train()
 
 
+def zero_head(model: ScreenNet) -> None:
+    """Set the classifier's weights and bias to zero.
+
+    The backbone's first gradient then vanishes, and its early steps follow a head fitted
+    to its features rather than a random one, which would pull the pretrained features
+    about while the head settles.
+    """
+    with torch.no_grad():
+        for parameter in model.head_parameters():
+            parameter.zero_()
+
+
 def differential_optimizer(model: ScreenNet, lr: float, backbone_lr_scale: float,
                            weight_decay: float, layer_decay: float = 1.0
                            ) -> torch.optim.Optimizer:
@@ -517,6 +530,8 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
         if groups is None:
             raise TumorScreenError("train.imbalance group_weights needs the group ids")
         per_image = group_weights(train[1], groups, num_classes)
+    if cfg.zero_init_head:
+        zero_head(model)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
