@@ -116,9 +116,9 @@ def test_zero_head_gives_the_backbone_no_first_gradient_and_still_learns():
     assert backbone_grads and not any(grad.any() for grad in backbone_grads)
     assert all(p.grad.abs().sum() > 0 for p in model.head_parameters())
     zeroed = train_tiny(quick_config(warmup_epochs=0, epochs=4, zero_init_head=True))
-    random = train_tiny(quick_config(warmup_epochs=0, epochs=4))
+    random_start = train_tiny(quick_config(warmup_epochs=0, epochs=4))
     assert zeroed.history[zeroed.best_epoch]["val_accuracy"] >= 0.9
-    assert zeroed.history[0]["train_loss"] != random.history[0]["train_loss"]
+    assert zeroed.history[0]["train_loss"] != random_start.history[0]["train_loss"]
 
 
 def test_fine_tune_rates_put_the_backbone_below_the_head():
