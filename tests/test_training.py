@@ -130,6 +130,21 @@ def test_fine_tune_rates_put_the_backbone_below_the_head():
     assert len(warm[0]["params"]) == len(model.head_parameters())
 
 
+def test_sgd_takes_the_full_phase_at_the_same_rates_and_the_warm_up_keeps_adamw():
+    model, _ = build_network(TINY, 4)
+    full = make_optimizer(model, quick_config(lr=0.01, backbone_lr_scale=0.1,
+                                              optimizer="sgd"), False)
+    assert isinstance(full, torch.optim.SGD)
+    assert full.defaults["nesterov"] and full.defaults["momentum"] == 0.9
+    assert [g["lr"] for g in full.param_groups] == pytest.approx([0.001, 0.01])
+    warm = make_optimizer(model, quick_config(optimizer="sgd"), True)
+    assert isinstance(warm, torch.optim.AdamW)
+    learned = train_tiny(quick_config(optimizer="sgd", lr=0.05))
+    assert learned.history[learned.best_epoch]["val_accuracy"] >= 0.9
+    with pytest.raises(TumorScreenError, match="optimizer"):
+        TrainConfig.from_params({"optimizer": "adam"})
+
+
 def test_layer_decay_slows_the_stages_nearer_the_input():
     model, _ = build_network("efficientnet_lite0", 4, pretrained=False)
     cfg = quick_config(lr=0.01, backbone_lr_scale=0.5, layer_decay=0.5)

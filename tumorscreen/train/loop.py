@@ -50,6 +50,8 @@ from tumorscreen.train.device import autocast
 
 IMBALANCE = ("class_weights", "group_weights", "cluster_weights", "balanced_sampler", "none")
 KEEP_BY = ("loss", "calibrated_loss")  # val scores early stopping and the kept epoch can use
+OPTIMIZERS = ("adamw", "sgd")  # the full phase's; the frozen warm-up keeps AdamW
+SGD_MOMENTUM = 0.9
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ class TrainConfig:
     backbone_lr_scale: float = 0.1
     layer_decay: float = 1.0  # rate factor per stage nearer the input; 1: one backbone rate
     freeze_stages: int = 0  # input-side stages (stem first) kept fixed in the full phase
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-4  # decoupled under AdamW; an L2 term in the loss under SGD
+    optimizer: str = "adamw"  # the full phase's: "adamw", or "sgd" (Nesterov momentum 0.9)
     lr_warmup_epochs: float = 0.0  # linear rise of the full phase's rates; 0: cosine from the top
     label_smoothing: float = 0.0
     tumor_loss_weight: float = 0.0  # weight of the tumour-vs-healthy term; 0 turns it off
@@ -100,6 +103,8 @@ class TrainConfig:
             raise TumorScreenError(f"train.imbalance must be one of {IMBALANCE}")
         if cfg.keep_by not in KEEP_BY:
             raise TumorScreenError(f"train.keep_by must be one of {KEEP_BY}")
+        if cfg.optimizer not in OPTIMIZERS:
+            raise TumorScreenError(f"train.optimizer must be one of {OPTIMIZERS}")
         if cfg.batch_size < 2 or cfg.epochs < 0 or cfg.warmup_epochs < 0:
             raise TumorScreenError("train.batch_size must be >= 2 and epochs >= 0")
         if cfg.clusters < 2 or not 0 < cfg.cluster_power <= 1:
@@ -320,9 +325,10 @@ def zero_head(model: ScreenNet) -> None:
 
 
 def differential_optimizer(model: ScreenNet, lr: float, backbone_lr_scale: float,
-                           weight_decay: float, layer_decay: float = 1.0
-                           ) -> torch.optim.Optimizer:
-    """AdamW with the backbone at ``lr * backbone_lr_scale`` and the head at ``lr``.
+                           weight_decay: float, layer_decay: float = 1.0,
+                           kind: str = "adamw") -> torch.optim.Optimizer:
+    """AdamW (or SGD with Nesterov momentum, ``kind="sgd"``) with the backbone at
+    ``lr * backbone_lr_scale`` and the head at ``lr``.
 
     With ``layer_decay`` d < 1 the backbone's input-side stages learn slower the nearer the
     input they sit: of n stages (stem first), stage i at ``lr * backbone_lr_scale *
@@ -337,8 +343,11 @@ def differential_optimizer(model: ScreenNet, lr: float, backbone_lr_scale: float
     groups += [{"params": [p for p in model.backbone_parameters() if id(p) not in in_stages],
                 "lr": top},
                {"params": model.head_parameters(), "lr": lr}]
-    return torch.optim.AdamW([group for group in groups if group["params"]],
-                             weight_decay=weight_decay)
+    groups = [group for group in groups if group["params"]]
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=SGD_MOMENTUM, nesterov=True,
+                               weight_decay=weight_decay)
+    return torch.optim.AdamW(groups, weight_decay=weight_decay)
 
 
 def make_optimizer(model: ScreenNet, cfg: TrainConfig, frozen: bool) -> torch.optim.Optimizer:
@@ -346,7 +355,7 @@ def make_optimizer(model: ScreenNet, cfg: TrainConfig, frozen: bool) -> torch.op
         return torch.optim.AdamW([{"params": model.head_parameters(), "lr": cfg.warmup_lr}],
                                  weight_decay=cfg.weight_decay)
     return differential_optimizer(model, cfg.lr, cfg.backbone_lr_scale, cfg.weight_decay,
-                                  cfg.layer_decay)
+                                  cfg.layer_decay, cfg.optimizer)
 
 
 def full_phase_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
