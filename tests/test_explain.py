@@ -10,6 +10,7 @@ import torch
 from scipy.special import expit
 from torch import nn
 
+from benchmarks.neighbours import same_status_share
 from tests.test_n4_mask import ellipse_head
 from tumorscreen.explain.errors import error_summary, error_table, pick_cases, scored_set
 from tumorscreen.explain.focus import audit_masks, focus_lift, focus_score, mask_area_share
@@ -19,8 +20,9 @@ from tumorscreen.explain.gradcam import (
     grad_cam,
     predicted_class_target,
 )
+from tumorscreen.explain.neighbours import nearest_neighbours, neighbour_label_counts
 from tumorscreen.models.backbones import build_network
-from tumorscreen.models.predict import predict_logits
+from tumorscreen.models.predict import pooled_features, predict_logits
 from tumorscreen.models.score import CLASSES, NO_TUMOR, tumor_logit, tumor_score
 
 CPU = torch.device("cpu")
@@ -208,3 +210,39 @@ def test_summary_of_a_set_without_errors_has_no_error_confidence():
     table = error_table(scored_set(np.array([0]), manifest, _logits([[0.7, 0.1, 0.1, 0.1]]),
                                    1.0), {})
     assert error_summary(table, 3)["mean_confidence"]["wrong"] is None
+
+
+def test_nearest_neighbours_rank_by_cosine_similarity_and_count_labels():
+    reference = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0], [1.0, 0.1], [-1.0, 0.0]])
+    labels = np.array([0, 2, 1, 0, 2])
+    query = np.array([[5.0, 0.0], [0.0, 0.5]])
+    order, similarity = nearest_neighbours(query, reference, 3)
+    np.testing.assert_array_equal(order, [[0, 3, 2], [1, 2, 3]])
+    np.testing.assert_allclose(similarity[:, 0], [1.0, 1.0])
+    np.testing.assert_allclose(similarity[0, 1:], [1 / np.sqrt(1.01), 1 / np.sqrt(2)])
+    np.testing.assert_array_equal(neighbour_label_counts(order, labels, 4),
+                                  [[2, 1, 0, 0], [1, 1, 1, 0]])
+    with pytest.raises(ValueError, match="k must be"):
+        nearest_neighbours(query, reference, 6)
+
+
+def test_pooled_features_are_what_the_head_reads():
+    torch.manual_seed(0)
+    model, _ = build_network("tiny_cnn", len(CLASSES), pretrained=False)
+    model.eval()
+    images = np.random.default_rng(0).integers(0, 256, (5, 32, 32), dtype=np.uint8)
+    features = pooled_features(model, images, torch.device("cpu"), "fp32")
+    head = model.backbone.get_submodule(model.head)
+    assert features.shape == (5, head.in_features)
+    logits = predict_logits(model, images, torch.device("cpu"), "fp32")
+    recomputed = head(torch.from_numpy(features)).detach().numpy()
+    np.testing.assert_allclose(recomputed, logits, rtol=1e-4, atol=1e-4)
+    assert not model.training  # left as it was
+
+
+def test_same_status_share_counts_a_tumour_neighbour_of_another_type_as_the_same_side():
+    counts = np.array([[0, 3, 1, 0],    # meningioma: 3 of 4 neighbours are tumours
+                       [2, 2, 0, 0],    # meningioma: all 4
+                       [1, 0, 3, 0]])   # healthy: 3 of 4 healthy
+    labels = np.array([1, 1, NO_TUMOR])
+    assert same_status_share(counts, labels) == {"meningioma": 0.875, "notumor": 0.75}

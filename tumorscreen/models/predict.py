@@ -3,12 +3,14 @@ with BatchNorm folded into the convolutions in fp32."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
+from tumorscreen.models.backbones import ScreenNet, set_submodule
 from tumorscreen.models.fold import inference_copy
 from tumorscreen.train.device import autocast
 
@@ -45,6 +47,16 @@ def predict_logits(model: nn.Module, images: np.ndarray, device: torch.device,
     if not outputs:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.cat(outputs).numpy()
+
+
+def pooled_features(model: ScreenNet, images: np.ndarray, device: torch.device,
+                    precision: str, batch_size: int = 64,
+                    channels_last: bool = False) -> np.ndarray:
+    """(N, S, S) uint8 images -> (N, F) float32: the pooled features the network's head
+    reads (its input), in eval mode. ``model`` is left as it was."""
+    body = copy.deepcopy(model)
+    set_submodule(body.backbone, body.head, nn.Identity())
+    return predict_logits(body, images, device, precision, batch_size, channels_last)
 
 
 def checkpoint_logits(model: nn.Module, config: dict, images: np.ndarray,

@@ -42,8 +42,8 @@ from tumorscreen.errors import TumorScreenError
 from tumorscreen.metrics.calibration import calibrated_nll
 from tumorscreen.metrics.classification import accuracy, macro_f1
 from tumorscreen.metrics.report import tumor_auroc
-from tumorscreen.models.backbones import ScreenNet, set_submodule
-from tumorscreen.models.predict import input_batches, predict_logits, to_input
+from tumorscreen.models.backbones import ScreenNet
+from tumorscreen.models.predict import input_batches, pooled_features, predict_logits, to_input
 from tumorscreen.models.score import NO_TUMOR, tumor_logit
 from tumorscreen.train.augment import AugmentConfig, augment_batch
 from tumorscreen.train.device import autocast
@@ -178,9 +178,7 @@ def feature_clusters(model: ScreenNet, images: np.ndarray, count: int, seed: int
                      channels_last: bool = False) -> np.ndarray:
     """(N, S, S) uint8 images -> (N,) cluster ids in [0, count): k-means (cosine, seeded)
     on the network's pooled features, the input of its head."""
-    body = copy.deepcopy(model)
-    set_submodule(body.backbone, body.head, nn.Identity())
-    features = predict_logits(body, images, device, precision, batch_size, channels_last)
+    features = pooled_features(model, images, device, precision, batch_size, channels_last)
     return KMeans(count, n_init=10, random_state=seed).fit_predict(normalize(features))
 
 
