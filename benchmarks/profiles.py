@@ -31,14 +31,14 @@ REAL_DATA_ARM = "raw"
 # stem and first two blocks fixed made full epochs 1.7x faster, and five such epochs beat
 # three unfrozen ones; val loss 0.119). Test-time views: averaging all four (identity,
 # flip, +-5 degrees) cut val loss to 0.098 (flip alone 0.109) and fits the time budget; a
-# weight average (train.ema_decay 0.995) doubled it (0.249), so it stays off. Later trials,
-# one change each, are judged on the val NLL of the evaluated predictor (views averaged,
-# after T); the README lists their commands and figures. The mirror rotated either way as
-# well (flip_rotate, six views) passed the README's paired rule at seeds 0 and 1. Training
-# without rotation, scale or shift (the flip and intensity changes kept) lowered the val
-# NLL at seeds 0, 1 and 2, the whole interval below zero at seed 1 (the README gives the
-# terms): val and test images are framed as the training images are. Fine-tuning reads
-# the same train.augment.
+# weight average (train.ema_decay 0.995) doubled it (0.249), so it stays off. Later
+# trials, one change each, are judged on the val NLL of the evaluated predictor (views
+# averaged, after T); benchmarks/TRIALS.md lists their commands and figures. The mirror
+# rotated either way as well (flip_rotate, six views) passed the paired rule at seeds 0
+# and 1. Training without rotation, scale or shift (the flip and intensity changes kept)
+# lowered the val NLL at seeds 0, 1 and 2, the whole interval below zero at seed 1
+# (benchmarks/TRIALS.md gives the terms): val and test images are framed as the training
+# images are. Fine-tuning reads the same train.augment.
 # Fine-tuning keeps its best epoch on the external tune split.
 REAL_CPU = {
     **REAL_DATA,
