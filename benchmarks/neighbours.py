@@ -46,7 +46,8 @@ def neighbours(workdir: Path, ids: list[str], ks: list[int]) -> dict[str, Any]:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     root = workdir / "data" / "preprocessed"
     train, val = labelled_split(root, "train"), labelled_split(root, "val")
-    missing = sorted(set(ids) - set(val.manifest["id"]))
+    row_of = {image_id: row for row, image_id in enumerate(val.manifest["id"])}
+    missing = sorted(set(ids) - row_of.keys())
     if missing:
         raise SystemExit(f"not in {workdir}'s val split: {missing}")
     network, init = build_network(params["model"]["backbone"], len(CLASSES), pretrained=True)
@@ -59,7 +60,7 @@ def neighbours(workdir: Path, ids: list[str], ks: list[int]) -> dict[str, Any]:
     counts = {k: neighbour_label_counts(order[:, :k], train.labels, len(CLASSES)) for k in ks}
     named = []
     for image_id in ids:
-        row = int(np.flatnonzero(val.manifest["id"].to_numpy() == image_id)[0])
+        row = row_of[image_id]
         named.append({
             "id": image_id, "label": CLASSES[val.labels[row]],
             "class_counts": {str(k): dict(zip(CLASSES, counts[k][row].tolist(), strict=True))
