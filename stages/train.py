@@ -1,4 +1,5 @@
-"""train: two-phase transfer learning on the train split, early stopping on val."""
+"""train: two-phase transfer learning on the train split (and, when train.site_weight > 0,
+the site's adapt split as tumour or healthy), early stopping on val."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tumorscreen.models.backbones import build_network
 from tumorscreen.models.checkpoint import save_checkpoint
 from tumorscreen.models.score import CLASSES
 from tumorscreen.records import provenance, sha256_file, write_json
-from tumorscreen.train.data import labelled_split
+from tumorscreen.train.data import labelled_split, site_split
 from tumorscreen.train.device import (
     describe_device,
     resolve_device,
@@ -34,11 +35,13 @@ def train(params: dict) -> None:
     seed_everything(cfg.seed)
     model, init = build_network(**params["model"], num_classes=len(CLASSES))
     train_set, val_set = labelled_split(DATA, "train"), labelled_split(DATA, "val")
+    site = site_split(DATA, "adapt") if cfg.site_weight else None
     start = time.perf_counter()
     with epoch_curves(CURVES) as log:
         result = fit(model, (train_set.images, train_set.labels),
                      (val_set.images, val_set.labels), cfg, device, precision, log,
-                     groups=train_set.resampling_units("group"))
+                     groups=train_set.resampling_units("group"),
+                     site=None if site is None else (site.images, site.labels))
     wall = time.perf_counter() - start
     size = train_set.images.shape[-1]
     raw = float(np.median(result.raw_images_per_s)) if result.raw_images_per_s else None
@@ -51,6 +54,7 @@ def train(params: dict) -> None:
         **describe_device(device), "precision": precision, "init": init,
         "wall_seconds": round(wall, 2), "epochs_run": len(result.history),
         "train_images": len(train_set), "val_images": len(val_set),
+        "site_images": 0 if site is None else len(site),
         "loop_images_per_s": loop, "raw_images_per_s": raw,
         "raw_images_per_s_by_epoch": result.raw_images_per_s,
         "loop_vs_raw": loop / raw if loop and raw else None,

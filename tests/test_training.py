@@ -8,6 +8,7 @@ import torch
 from sklearn.metrics import log_loss, roc_auc_score
 
 from tumorscreen.errors import TumorScreenError
+from tumorscreen.metrics.calibration import tumor_nll
 from tumorscreen.models.backbones import TINY, build_network
 from tumorscreen.models.predict import predict_logits, to_input
 from tumorscreen.models.score import NO_TUMOR, tumor_score
@@ -32,6 +33,8 @@ from tumorscreen.train.loop import (
     group_weights,
     inference_batchnorm_statistics,
     make_optimizer,
+    model_loss,
+    random_batch,
     raw_images_per_second,
     recompute_batchnorm,
     screening_loss,
@@ -429,6 +432,9 @@ def test_bad_train_params_are_refused():
         TrainConfig.from_params({"upweight_errors": 0.5})
     with pytest.raises(TumorScreenError, match="warmup_epochs"):
         TrainConfig.from_params({"upweight_errors": 3.0, "warmup_epochs": 0})
+    for bad in ({"site_weight": -0.1}, {"site_per_batch": 0}):
+        with pytest.raises(TumorScreenError, match="site_"):
+            TrainConfig.from_params(bad)
 
 
 @pytest.mark.parametrize(("key", "value"), [("rotation_deg", 90.0), ("scale", 0.5),
@@ -679,3 +685,63 @@ def test_val_scores_include_the_tumour_auroc_only_when_both_sides_are_present():
     scores = evaluate_split(model, images[tumours_only], labels[tumours_only], CPU, "fp32",
                             quick_config())
     assert "tumor_auroc" not in scores and scores["loss"] > 0
+
+
+def test_site_rows_of_a_batch_add_only_their_tumour_cross_entropy():
+    rng = np.random.default_rng(11)
+    logits = rng.normal(0, 2, (10, 4))
+    labels, site = np.array([0, 1, 2, 3, 1, 2]), np.array([1, 0, 1, 1])
+    # independent: sklearn's log losses of the 4-class rows and of the site rows' scores
+    four_class = log_loss(labels, torch.softmax(torch.tensor(logits[:6]), 1).numpy(),
+                          labels=range(4))
+    binary = log_loss(site, tumor_score(logits[6:]), labels=[0, 1])
+    loss = model_loss(torch.nn.Identity(), torch.tensor(logits), torch.from_numpy(labels),
+                      None, quick_config(site_weight=0.3), None, CPU, "fp32",
+                      torch.from_numpy(site))
+    assert loss.item() == pytest.approx(four_class + 0.3 * binary, rel=1e-6)
+
+
+def test_random_batch_draws_rows_with_their_labels():
+    images = np.stack([np.full((8, 8), 10 * k, np.uint8) for k in range(5)])
+    inputs, labels = random_batch(images, np.arange(5), 12, AugmentConfig(enabled=False), CPU,
+                                  False, torch.Generator().manual_seed(0))
+    assert inputs.shape == (12, 1, 8, 8) and labels.shape == (12,)
+    expected = to_input(torch.from_numpy(images[labels.numpy()]), CPU, False)
+    assert torch.equal(inputs, expected)
+
+
+def healthy_look_with_mark(count: int, seed: int, tumour: bool
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Site images that look like the blobs' healthy class; a tumour adds a small grey mark
+    in the centre, which no internal image has (as a T2 tumour beside T1 tumours)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 60, (count, 32, 32)).astype(np.uint8)
+    y, x = divmod(NO_TUMOR, 2)
+    images[:, y * 16 + 4:y * 16 + 12, x * 16 + 4:x * 16 + 12] = 230
+    if tumour:
+        images[:, 14:18, 14:18] = 140
+    return images, np.full(count, int(tumour), np.int64)
+
+
+def test_site_images_teach_the_tumour_score_a_look_the_internal_set_lacks():
+    def site_split(seed: int) -> list[np.ndarray]:
+        return [np.concatenate(parts) for parts in zip(
+            healthy_look_with_mark(16, seed, True), healthy_look_with_mark(16, seed + 1, False),
+            strict=True)]
+    site, unseen = site_split(0), site_split(2)
+
+    def unseen_loss(site_weight: float) -> tuple[float, float]:
+        seed_everything(0)
+        model, _ = build_network(TINY, 4)
+        result = fit(model, blobs(64, 0), blobs(32, 1), quick_config(site_weight=site_weight),
+                     CPU, "fp32", site=None if site_weight == 0 else tuple(site))
+        logits = predict_logits(result.model, unseen[0], CPU, "fp32", 16)
+        return tumor_nll(logits, unseen[1].astype(bool)), result.val_scores["accuracy"]
+
+    without, _ = unseen_loss(0.0)
+    joint, internal_accuracy = unseen_loss(1.0)
+    assert joint < np.log(2) < without  # worse than a coin without the site, far better with
+    assert internal_accuracy >= 0.9  # the 4-class task is still learnt
+    with pytest.raises(TumorScreenError, match="site"):
+        fit(build_network(TINY, 4)[0], blobs(16, 0), blobs(8, 1),
+            quick_config(site_weight=1.0), CPU, "fp32")

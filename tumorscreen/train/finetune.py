@@ -34,6 +34,7 @@ from tumorscreen.train.loop import (
     differential_optimizer,
     full_phase_schedule,
     optimizer_step,
+    random_batch,
     tumor_bce,
 )
 
@@ -141,12 +142,10 @@ def adapt_to_site(model: ScreenNet, site: LabelledImages, tune: LabelledImages,
                                         generator)
             inputs, replay_labels = site_inputs, None
             if cfg.retain == "replay":
-                rows = torch.randint(len(replay), (len(batch),), generator=generator).numpy()
-                replay_inputs = augment_batch(to_input(torch.from_numpy(replay.images[rows]),
-                                                       device, channels_last),
-                                              cfg.augment, generator)
+                replay_inputs, replay_labels = random_batch(
+                    replay.images, replay.labels, len(batch), cfg.augment, device,
+                    channels_last, generator)
                 inputs = torch.cat([site_inputs, replay_inputs])
-                replay_labels = torch.from_numpy(replay.labels[rows]).to(device)
             with autocast(device, precision):
                 logits = model(inputs).float()
                 loss = tumor_bce(logits[:len(batch)], targets.to(device)) + cfg.retain_weight * \

@@ -14,6 +14,10 @@ ImageNet features (hidden subclasses such as scan plane and sequence; after Soho
 Optionally the full phase takes sharpness-aware steps (SAM, Foret et al. 2021).
 Optionally the kept weights' BatchNorm statistics are recomputed with stochastic depth and
 dropout off, as inference runs them (the variance shift of Li et al. 2019).
+Optionally each batch also carries a few images of the external site's adapt split, which
+are labelled tumour or healthy only: their loss is the binary cross-entropy of the tumour
+logit, so the type distinctions come from the internal images alone (joint training, in
+place of adapting after the fact).
 """
 
 from __future__ import annotations
@@ -79,6 +83,8 @@ class TrainConfig:
     upweight_errors: float = 1.0  # full-phase weight of the warm-up's training misses; 1: off
     sam_rho: float = 0.0  # radius of the full phase's sharpness-aware steps; 0: plain steps
     inference_batchnorm: bool = False  # kept weights' BatchNorm statistics as at inference
+    site_weight: float = 0.0  # weight of the adapt split's tumour-vs-healthy term; 0: off
+    site_per_batch: int = 4  # adapt images drawn into each batch when site_weight > 0
     zero_init_head: bool = False  # classifier starts at zero: no backbone gradient at first
     patience: int = 3
     keep_by: str = "loss"  # the val score early stopping watches and the kept epoch minimises
@@ -116,6 +122,9 @@ class TrainConfig:
             raise TumorScreenError("train.layer_decay must be in (0, 1]")
         if cfg.sam_rho < 0:
             raise TumorScreenError("train.sam_rho must be >= 0")
+        if cfg.site_weight < 0 or cfg.site_per_batch < 1:
+            raise TumorScreenError("train.site_weight must be >= 0 and train.site_per_batch "
+                                   ">= 1")
         if cfg.tumor_loss_weight < 0 or cfg.focal_gamma < 0:
             raise TumorScreenError("train.tumor_loss_weight and train.focal_gamma must be >= 0")
         if not 0.0 <= cfg.ema_decay < 1.0:
@@ -261,11 +270,27 @@ def tumor_bce(logits: torch.Tensor, targets: torch.Tensor,
 def model_loss(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
                weights: torch.Tensor | None, cfg: TrainConfig,
                image_weights: torch.Tensor | None, device: torch.device,
-               precision: str) -> torch.Tensor:
+               precision: str, site_targets: torch.Tensor | None = None) -> torch.Tensor:
     """``screening_loss`` of ``model``'s logits on one batch, the forward pass under
-    ``precision``."""
+    ``precision``. With (M,) 1/0 ``site_targets``, the last M rows of ``inputs`` are site
+    images, and their ``tumor_bce`` is added at ``cfg.site_weight``."""
     with autocast(device, precision):
-        return screening_loss(model(inputs).float(), labels, weights, cfg, image_weights)
+        logits = model(inputs).float()
+        loss = screening_loss(logits[:len(labels)], labels, weights, cfg, image_weights)
+        if site_targets is None:
+            return loss
+        return loss + cfg.site_weight * tumor_bce(logits[len(labels):], site_targets)
+
+
+def random_batch(images: np.ndarray, labels: np.ndarray, count: int, augment: AugmentConfig,
+                 device: torch.device, channels_last: bool, generator: torch.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` rows drawn with replacement from (M, S, S) uint8 ``images`` and their (M,)
+    ``labels``, augmented: (inputs (count, 1, S, S), labels (count,)), both on ``device``."""
+    rows = torch.randint(len(labels), (count,), generator=generator).numpy()
+    inputs = augment_batch(to_input(torch.from_numpy(images[rows]), device, channels_last),
+                           augment, generator)
+    return inputs, torch.from_numpy(labels[rows]).to(device)
 
 
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -513,12 +538,14 @@ def evaluate_split(model: nn.Module, images: np.ndarray, labels: np.ndarray,
 def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
         val: tuple[np.ndarray, np.ndarray], cfg: TrainConfig, device: torch.device,
         precision: str, log: Callable[[dict[str, float]], None] = lambda row: None,
-        groups: np.ndarray | None = None) -> FitResult:
+        groups: np.ndarray | None = None,
+        site: tuple[np.ndarray, np.ndarray] | None = None) -> FitResult:
     """Train on (images (N, S, S) uint8, labels (N,) int64); keep the epoch with the best
     val ``cfg.keep_by`` (the loss, or the loss after a temperature fitted on val).
 
     ``groups`` (N,) holds the training images' near-duplicate group ids, needed by
-    ``imbalance: group_weights``.
+    ``imbalance: group_weights``. ``site`` (images (M, S, S) uint8, 1/0 tumour (M,)) is
+    the external adapt split, needed when ``cfg.site_weight`` > 0.
 
     With ``cfg.ema_decay`` > 0, an exponential moving average of the weights is kept over
     the full phase, and it (not the live weights) is what val scores and what is kept.
@@ -526,6 +553,8 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
     if cfg.sam_rho and precision == "fp16":
         raise TumorScreenError("train.sam_rho needs fp32 or bf16: fp16's loss scaling does "
                                "not carry through the perturbed step")
+    if cfg.site_weight and (site is None or len(site[1]) == 0):
+        raise TumorScreenError("train.site_weight > 0 needs the site's adapt images")
     generator = torch.Generator().manual_seed(cfg.seed)
     num_classes = model.backbone.get_submodule(model.head).out_features
     weights = None
@@ -570,13 +599,20 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
                 ema = ModelEmaV3(model, decay=cfg.ema_decay)
         set_frozen_backbone(model, frozen, cfg.freeze_stages)
         start, total_loss, images_seen = time.perf_counter(), torch.zeros((), device=device), 0
+        site_seen = 0  # site images pass forward and back too, so throughput counts them
         for batch, labels, batch_weights in loader:
             inputs = augment_batch(to_input(batch, device, cfg.channels_last), cfg.augment,
                                    generator)
             labels = labels.to(device, non_blocking=True)
+            site_targets = None
+            if cfg.site_weight:
+                site_inputs, site_targets = random_batch(*site, cfg.site_per_batch,
+                                                         cfg.augment, device,
+                                                         cfg.channels_last, generator)
+                inputs = torch.cat([inputs, site_inputs])
             batch_loss = partial(model_loss, model, inputs, labels, weights, cfg,
                                  None if per_image is None else batch_weights.to(device),
-                                 device, precision)
+                                 device, precision, site_targets)
             if cfg.sam_rho and not frozen:
                 loss = sharpness_aware_step(model, batch_loss, optimizer, cfg.sam_rho,
                                             schedule)
@@ -587,9 +623,10 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
                 ema.update(model)
             total_loss += loss.detach() * len(labels)  # no per-step host sync on CUDA
             images_seen += len(labels)
+            site_seen += len(inputs) - len(labels)
         elapsed = time.perf_counter() - start
         if not frozen:
-            seconds, seen = seconds + elapsed, seen + images_seen
+            seconds, seen = seconds + elapsed, seen + images_seen + site_seen
             if cfg.probe_steps:  # after each full epoch: the same minutes as the loop
                 raw.append(raw_images_per_second(model, cfg.batch_size, train[0].shape[-1],
                                                  device, precision, cfg.channels_last,
@@ -599,7 +636,7 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
         scores = evaluate_split(scored, *val, device, precision, cfg)
         row = {"epoch": epoch, "frozen": float(frozen),
                "train_loss": total_loss.item() / max(images_seen, 1),
-               "images_per_s": images_seen / max(elapsed, 1e-9),
+               "images_per_s": (images_seen + site_seen) / max(elapsed, 1e-9),
                "lr": optimizer.param_groups[-1]["lr"],
                **{f"val_{key}": value for key, value in scores.items()}}
         history.append(row)
