@@ -45,6 +45,7 @@ def test_checkpoint_and_run_record(repo):
     assert run_info["device"] == "cpu" and run_info["wall_seconds"] > 0
     assert run_info["name"] == cpu_model()  # fp32 results repeat bit for bit on one CPU model
     assert run_info["loop_images_per_s"] > 0 and run_info["raw_images_per_s"] > 0
+    assert run_info["site_images"] == 0  # train.site_weight 0: the adapt split is not read
     assert "torch" in run_info["provenance"]["versions"]
     curves = repo / "plots/train/plots/metrics"
     assert {"train_loss.tsv", "val_loss.tsv", "val_accuracy.tsv"} <= {
@@ -274,11 +275,15 @@ def test_predictions_plot_lines_up_with_the_test_split(repo):
     assert len(rows) - 1 == read(repo, "metrics/evaluate.json")["test"]["images"]
 
 
-def test_training_seed_experiment_reruns_train_and_downstream(repo):
+def test_train_experiment_reruns_train_and_downstream_and_can_read_the_adapt_split(repo):
     before = sha256_file(repo / "models/base/model.pt")
-    result = dvc(repo, "exp", "run", "-S", "train.seed=1", "-S", "tta.internal=flip")
+    result = dvc(repo, "exp", "run", "-S", "train.seed=1", "-S", "tta.internal=flip",
+                 "-S", "train.site_weight=0.5")
     assert stages_run(result.stdout) == with_downstream("train")
     assert sha256_file(repo / "models/base/model.pt") != before
+    adapt = load_split(repo / "data/preprocessed", "adapt").manifest
+    assert read(repo, "models/base/run_info.json")["site_images"] == \
+        (adapt["preprocess_decision"] != "reject").sum() > 0  # joint training read them
     # with flip TTA both T and the test report come from the mean of plain and mirrored logits
     model, config = load_checkpoint(repo / "models/base")
     val, test = (labelled_split(repo / "data/preprocessed", split) for split in ("val", "test"))
