@@ -724,11 +724,11 @@ def healthy_look_with_mark(count: int, seed: int, tumour: bool
 
 
 def test_site_images_teach_the_tumour_score_a_look_the_internal_set_lacks():
-    def site_split(seed: int) -> list[np.ndarray]:
+    def marked_site(seed: int) -> list[np.ndarray]:
         return [np.concatenate(parts) for parts in zip(
             healthy_look_with_mark(16, seed, True), healthy_look_with_mark(16, seed + 1, False),
             strict=True)]
-    site, unseen = site_split(0), site_split(2)
+    site, unseen = marked_site(0), marked_site(2)
 
     def unseen_loss(site_weight: float) -> tuple[float, float]:
         seed_everything(0)

@@ -599,7 +599,7 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
                 ema = ModelEmaV3(model, decay=cfg.ema_decay)
         set_frozen_backbone(model, frozen, cfg.freeze_stages)
         start, total_loss, images_seen = time.perf_counter(), torch.zeros((), device=device), 0
-        site_seen = 0  # site images pass forward and back too, so throughput counts them
+        forwarded = 0  # site images pass forward and back too, so throughput counts them
         for batch, labels, batch_weights in loader:
             inputs = augment_batch(to_input(batch, device, cfg.channels_last), cfg.augment,
                                    generator)
@@ -622,11 +622,10 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
             if ema is not None:
                 ema.update(model)
             total_loss += loss.detach() * len(labels)  # no per-step host sync on CUDA
-            images_seen += len(labels)
-            site_seen += len(inputs) - len(labels)
+            images_seen, forwarded = images_seen + len(labels), forwarded + len(inputs)
         elapsed = time.perf_counter() - start
         if not frozen:
-            seconds, seen = seconds + elapsed, seen + images_seen + site_seen
+            seconds, seen = seconds + elapsed, seen + forwarded
             if cfg.probe_steps:  # after each full epoch: the same minutes as the loop
                 raw.append(raw_images_per_second(model, cfg.batch_size, train[0].shape[-1],
                                                  device, precision, cfg.channels_last,
@@ -636,7 +635,7 @@ def fit(model: ScreenNet, train: tuple[np.ndarray, np.ndarray],
         scores = evaluate_split(scored, *val, device, precision, cfg)
         row = {"epoch": epoch, "frozen": float(frozen),
                "train_loss": total_loss.item() / max(images_seen, 1),
-               "images_per_s": (images_seen + site_seen) / max(elapsed, 1e-9),
+               "images_per_s": forwarded / max(elapsed, 1e-9),
                "lr": optimizer.param_groups[-1]["lr"],
                **{f"val_{key}": value for key, value in scores.items()}}
         history.append(row)
