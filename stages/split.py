@@ -48,6 +48,7 @@ def split(params: dict) -> None:
         "removed": count_by(excluded, "split_reason"),
         "label_conflict_groups": int(excluded.loc[excluded["split_reason"] == "label_conflict",
                                                   "group"].nunique()),
+        "adapt_twins_in_train": int((splits["split_reason"] == "internal_twin_of_adapt").sum()),
         "splits": count_by(kept, "split", "label"),
         "leakage": leaks,
         "leakage_count": sum(leaks.values()),

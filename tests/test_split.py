@@ -105,3 +105,38 @@ def test_own_folder_leakage_counts_testing_and_external_twins():
     found = own_split_leakage(rows, pairs)
     assert found["testing_images_with_training_near_duplicate"] == 1
     assert found["external_images_with_internal_near_duplicate"] == 1
+
+
+def test_twins_of_adapt_images_join_train_only_when_asked_and_leak_nothing():
+    rows = synthetic_rows()
+    plain = make_splits(rows, CFG).set_index("id")
+    adapt = plain[plain["split"] == "adapt"].index[0]
+    holdout = plain[plain["split"] == "holdout"].index[0]
+    label = "notumor" if plain.loc[adapt, "tumor"] == 0 else "glioma"
+    twin_of_adapt = rows[(rows["dataset"] == "internal") & (rows["label"] == label)]["id"].iloc[0]
+    twin_of_holdout = rows[(rows["dataset"] == "internal")
+                           & (rows["tumor"] == plain.loc[holdout, "tumor"])
+                           & (rows["id"] != twin_of_adapt)]["id"].iloc[-1]
+    rows.loc[rows["id"] == twin_of_adapt, "group"] = plain.loc[adapt, "group"]
+    rows.loc[rows["id"] == twin_of_holdout, "group"] = plain.loc[holdout, "group"]
+    pairs = pd.DataFrame({"a": [twin_of_adapt, twin_of_holdout], "b": [adapt, holdout],
+                          "mirrored": [False, False]})
+
+    default = make_splits(rows, CFG).set_index("id")
+    joined = make_splits(rows, {**CFG, "adapt_twins_to_train": True}).set_index("id")
+    assert default.loc[twin_of_adapt, "split"] == EXCLUDED
+    assert joined.loc[twin_of_adapt, ["split", "split_reason"]].tolist() == [
+        "train", "internal_twin_of_adapt"]
+    for out in (default, joined):
+        assert out.loc[twin_of_holdout, "split"] == EXCLUDED
+        assert out.loc[twin_of_holdout, "split_reason"] == "internal_twin_of_external"
+        assert cross_split_leaks(out.reset_index(), pairs)[
+            "near_duplicate_pairs_across_splits"] == 0
+    others = joined.index.difference([twin_of_adapt])
+    assert (joined.loc[others, "split"] == default.loc[others, "split"]).all()
+    # train and adapt count as one side; a pair from either to a scored split still leaks
+    scored = joined[joined["split"] == "val"].index[0]
+    planted = pd.DataFrame({"a": [adapt, twin_of_adapt], "b": [scored, scored],
+                            "mirrored": [False, False]})
+    assert cross_split_leaks(joined.reset_index(), planted)[
+        "near_duplicate_pairs_across_splits"] == 2

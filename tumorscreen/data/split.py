@@ -2,7 +2,9 @@
 
 Order matters: the external holdout is frozen first (its own seed), internal members of
 any group that holds an external image are removed, label-conflicting groups are excluded,
-then the remaining internal groups are split. A group never straddles two splits.
+then the remaining internal groups are split. A group never straddles two splits, except
+that internal twins of adapt images may optionally join train: both splits are only ever
+fitted on, never scored.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ EXCLUDED = "excluded"
 TRAIN = "train"
 INTERNAL_SPLITS = (TRAIN, "val", "test")
 EXTERNAL_SPLITS = ("adapt", "tune", "holdout")
+FITTED_SPLITS = frozenset({TRAIN, "adapt"})  # fitted on only: a pair between them leaks nothing
 ALL_SPLITS = (*INTERNAL_SPLITS, *EXTERNAL_SPLITS, EXCLUDED)
 
 
@@ -58,7 +61,10 @@ def make_splits(rows: pd.DataFrame, cfg: dict) -> pd.DataFrame:
     """Add ``split`` and ``split_reason`` to every row of the QC manifest.
 
     ``rows`` needs id, dataset, label, tumor, qc_decision and group (empty for QC rejects).
-    ``cfg`` holds ``seed``, ``external_seed``, ``internal_ratios`` and ``external_ratios``.
+    ``cfg`` holds ``seed``, ``external_seed``, ``internal_ratios`` and ``external_ratios``,
+    and optionally ``adapt_twins_to_train``: internal twins of images in the external adapt
+    split then join internal train (``split_reason`` "internal_twin_of_adapt") instead of
+    being excluded; twins of tune and holdout images are always excluded.
     """
     out = rows.copy()
     out["split"], out["split_reason"] = EXCLUDED, ""
@@ -82,17 +88,29 @@ def make_splits(rows: pd.DataFrame, cfg: dict) -> pd.DataFrame:
         groups = members.groupby("group").agg(stratum=(stratum, "first"), size=("id", "size"))
         chosen = assign_groups(groups.reset_index(), ratios, seed)
         out.loc[members.index, "split"] = members["group"].map(chosen)
+    if cfg.get("adapt_twins_to_train", False):
+        external = out[(out["dataset"] == EXTERNAL) & (out["split"] != EXCLUDED)]
+        adapt_groups = set(external.loc[external["split"] == "adapt", "group"])
+        joining = twins & eligible["group"].isin(adapt_groups)
+        out.loc[joining[joining].index, ["split", "split_reason"]] = [
+            TRAIN, "internal_twin_of_adapt"]
     return out
+
+
+def leak_side(splits: pd.Series) -> pd.Series:
+    """The split each row counts as when leaks are measured: the fitted splits as one."""
+    return splits.where(~splits.isin(FITTED_SPLITS), TRAIN)
 
 
 def cross_split_leaks(rows: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, int]:
     """Measured leakage of produced splits: near-duplicate pairs and byte-identical files
-    whose two sides sit in two different (non-excluded) splits."""
-    split_of = rows.set_index("id")["split"]
-    a, b = pairs["a"].map(split_of), pairs["b"].map(split_of)
+    whose two sides sit in two different (non-excluded) splits, train and adapt counting as
+    one side, since neither is scored."""
+    side = leak_side(rows.set_index("id")["split"])
+    a, b = pairs["a"].map(side), pairs["b"].map(side)
     pair_leaks = int(((a != b) & (a != EXCLUDED) & (b != EXCLUDED)).sum())
     kept = rows[rows["split"] != EXCLUDED]
-    identical = kept.groupby("sha256")["split"].nunique()
+    identical = leak_side(kept["split"]).groupby(kept["sha256"]).nunique()
     return {"near_duplicate_pairs_across_splits": pair_leaks,
             "identical_files_across_splits": int((identical > 1).sum())}
 
