@@ -29,6 +29,17 @@ def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
     return run(cwd, sys.executable, "-m", "dvc", *args, check=check)
 
 
+def scratch_copy(repo: Path, tmp_path: Path, **overrides) -> Path:
+    """A copy of the repo's working tree (no git, no DVC) with param overrides."""
+    work = tmp_path / "work"
+    shutil.copytree(repo, work, ignore=shutil.ignore_patterns(".git", ".dvc"))
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        set_dotted(params, dotted, value)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return work
+
+
 def copy_project(dest: Path, **overrides) -> Path:
     """The project's code and pipeline, with tiny synthetic sizes and param overrides."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,6 @@ isolation from every stage that makes a choice."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -16,12 +15,19 @@ import yaml
 from sklearn.metrics import log_loss, roc_auc_score
 
 from benchmarks.profiles import STEPS
-from tests.pipeline import copy_project, dvc, run, stage_error, stages_run, with_downstream
+from tests.pipeline import (
+    copy_project,
+    dvc,
+    run,
+    scratch_copy,
+    stage_error,
+    stages_run,
+    with_downstream,
+)
 from tumorscreen.metrics.calibration import fit_tumor_temperature
 from tumorscreen.models.checkpoint import load_checkpoint
 from tumorscreen.models.predict import checkpoint_logits
 from tumorscreen.models.score import tumor_score
-from tumorscreen.params import set_dotted
 from tumorscreen.policy.matrix import Variant, matrix, model_views, variant_scores
 from tumorscreen.policy.thresholds import fit_policy
 from tumorscreen.train.data import site_split
@@ -49,17 +55,6 @@ def read(repo: Path, name: str) -> dict:
 def models_of(repo: Path) -> dict:
     return {name: (repo / folder, repo / calibration)
             for name, (folder, calibration) in SITE_MODELS.items()}
-
-
-def scratch_copy(repo: Path, tmp_path: Path, **overrides) -> Path:
-    """A copy of the repo's working tree (no git, no DVC) with param overrides."""
-    work = tmp_path / "work"
-    shutil.copytree(repo, work, ignore=shutil.ignore_patterns(".git", ".dvc"))
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    for dotted, value in overrides.items():
-        set_dotted(params, dotted, value)
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return work
 
 
 def test_finetuned_checkpoint_and_tune_temperature(repo):
