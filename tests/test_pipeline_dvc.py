@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pandas as pd
 
-from tests.pipeline import (
-    copy_project,
-    dvc,
-    run,
-    scratch_copy,
-    stage_error,
-    stages_run,
-    with_downstream,
-)
+from tests.pipeline import copy_project, dvc, run, stage_error, stages_run, with_downstream
 
 
 def test_repro_writes_every_output_and_loses_no_row(repo):
@@ -47,24 +38,6 @@ def test_exp_run_on_split_seed_reruns_split_only_and_metrics_diff_works(repo):
     changed = diff["metrics/split.json"]
     assert any(key.startswith("splits.") for key in changed)
     assert "metrics/qc.json" not in diff
-
-
-def test_split_stage_moves_exactly_the_twins_of_adapt_images_into_train(repo, tmp_path):
-    work = scratch_copy(repo, tmp_path, **{"split.adapt_twins_to_train": True})
-    run(work, sys.executable, "-m", "stages.split")
-    before = pd.read_csv(repo / "data/split/splits.csv", keep_default_na=False).set_index("id")
-    after = pd.read_csv(work / "data/split/splits.csv", keep_default_na=False).set_index("id")
-    adapt_groups = set(before.loc[before["split"] == "adapt", "group"])
-    twins_of_adapt = before.index[(before["split_reason"] == "internal_twin_of_external")
-                                  & before["group"].isin(adapt_groups)]
-    assert len(twins_of_adapt) > 0  # the synthetic set plants cross-dataset twins
-    assert set(after.index[after["split"] != before["split"]]) == set(twins_of_adapt)
-    assert (after.loc[twins_of_adapt, "split"] == "train").all()
-    metrics = json.loads((work / "metrics/split.json").read_text())
-    assert metrics["adapt_twins_in_train"] == len(twins_of_adapt)
-    assert metrics["leakage_count"] == 0
-    default = json.loads((repo / "metrics/split.json").read_text())
-    assert default["adapt_twins_in_train"] == 0
 
 
 def test_stage_bad_input_gives_one_line_and_exit_1(tmp_path):

@@ -1,6 +1,10 @@
+import json
+import sys
+
 import pandas as pd
 import pytest
 
+from tests.pipeline import run, scratch_copy
 from tumorscreen.data.split import (
     EXCLUDED,
     assign_groups,
@@ -140,3 +144,21 @@ def test_twins_of_adapt_images_join_train_only_when_asked_and_leak_nothing():
                             "mirrored": [False, False]})
     assert cross_split_leaks(joined.reset_index(), planted)[
         "near_duplicate_pairs_across_splits"] == 2
+
+
+def test_split_stage_moves_exactly_the_twins_of_adapt_images_into_train(repo, tmp_path):
+    work = scratch_copy(repo, tmp_path, **{"split.adapt_twins_to_train": True})
+    run(work, sys.executable, "-m", "stages.split")
+    before = pd.read_csv(repo / "data/split/splits.csv", keep_default_na=False).set_index("id")
+    after = pd.read_csv(work / "data/split/splits.csv", keep_default_na=False).set_index("id")
+    adapt_groups = set(before.loc[before["split"] == "adapt", "group"])
+    twins_of_adapt = before.index[(before["split_reason"] == "internal_twin_of_external")
+                                  & before["group"].isin(adapt_groups)]
+    assert len(twins_of_adapt) > 0  # the synthetic set plants cross-dataset twins
+    assert set(after.index[after["split"] != before["split"]]) == set(twins_of_adapt)
+    assert (after.loc[twins_of_adapt, "split"] == "train").all()
+    metrics = json.loads((work / "metrics/split.json").read_text())
+    assert metrics["adapt_twins_in_train"] == len(twins_of_adapt)
+    assert metrics["leakage_count"] == 0
+    default = json.loads((repo / "metrics/split.json").read_text())
+    assert default["adapt_twins_in_train"] == 0
