@@ -89,8 +89,8 @@ def make_splits(rows: pd.DataFrame, cfg: dict) -> pd.DataFrame:
         chosen = assign_groups(groups.reset_index(), ratios, seed)
         out.loc[members.index, "split"] = members["group"].map(chosen)
     if cfg.get("adapt_twins_to_train", False):
-        external = out[(out["dataset"] == EXTERNAL) & (out["split"] != EXCLUDED)]
-        adapt_groups = set(external.loc[external["split"] == "adapt", "group"])
+        adapt_groups = set(out.loc[(out["dataset"] == EXTERNAL) & (out["split"] == "adapt"),
+                                    "group"])
         joining = twins & eligible["group"].isin(adapt_groups)
         out.loc[joining[joining].index, ["split", "split_reason"]] = [
             TRAIN, "internal_twin_of_adapt"]
