@@ -89,8 +89,7 @@ def make_splits(rows: pd.DataFrame, cfg: dict) -> pd.DataFrame:
         chosen = assign_groups(groups.reset_index(), ratios, seed)
         out.loc[members.index, "split"] = members["group"].map(chosen)
     if cfg.get("adapt_twins_to_train", False):
-        adapt_groups = set(out.loc[(out["dataset"] == EXTERNAL) & (out["split"] == "adapt"),
-                                    "group"])
+        adapt_groups = set(out.loc[out["split"] == "adapt", "group"])  # only external rows
         joining = twins & eligible["group"].isin(adapt_groups)
         out.loc[joining[joining].index, ["split", "split_reason"]] = [
             TRAIN, "internal_twin_of_adapt"]
